@@ -1,0 +1,56 @@
+# Two commands matter: `make demo` runs the ELT on this machine, `make test` runs the tests.
+# Both install what they need first: a private uv (in .tools/) and the locked venv (.venv/).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+PORT ?= 4200
+ENVIRONMENT ?= local
+
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME := $(CURDIR)/.prefect
+LOCAL_API := PREFECT_API_URL=http://127.0.0.1:$(PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PORT)
+
+.PHONY: help install browser test lint demo setup server stop
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+install: $(UV) ## Create .venv from uv.lock (idempotent)
+	$(UV) sync --frozen --quiet
+
+browser: ## Install Debian's Chromium for the UI tests when missing
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and apt needs root: UI tests will be skipped (sudo apt-get install chromium)"; fi; }
+
+test: install browser ## Run the test suite (installs first)
+	$(UV) run pytest
+
+lint: install ## ruff, formatting and mypy
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+server: install ## Start a local Prefect server with its UI on PORT (default 4200), if not running
+	@PORT=$(PORT) UV=$(UV) deployments/local_server.sh start
+
+stop: ## Stop the local Prefect server started by `make server`
+	@PORT=$(PORT) deployments/local_server.sh stop
+
+setup: server ## Register the block types and create/update ENVIRONMENT's block documents
+	$(LOCAL_API) $(UV) run python deployments/setup.py --environment $(ENVIRONMENT)
+
+demo: setup ## Run the main ELT job locally (DuckDB, dbt Core, console alerts)
+	$(LOCAL_API) $(UV) run python -m flows.demo

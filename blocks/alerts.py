@@ -1,0 +1,183 @@
+"""Where failure alerts go: Slack (production) or the console (local default)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any
+
+from prefect.blocks.core import Block
+from prefect.settings import PREFECT_UI_URL
+from prefect_slack import SlackWebhook
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+# Slack mention tokens: a user, a user group, or @here / @channel.
+MENTION_PATTERN = r"^(\s*(<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>|<!here>|<!channel>))*\s*$"
+UI_URL_PATTERN = r"^(|https?://\S+)$"
+REASON_LIMIT = 1500
+
+logger = logging.getLogger("prefect.elt.alerts")
+
+
+class Alert(BaseModel):
+    """One failure, described for a person: what failed, why, when, and where to look."""
+
+    flow_name: str
+    flow_run_name: str
+    flow_run_id: str
+    state: str
+    reason: str
+    occurred_at: datetime
+    deployment: str = ""
+    failing_task: str = ""
+    dbt_cloud_run_url: str = ""
+
+
+class AlertSink(Block, ABC):
+    """Common settings of every alert destination."""
+
+    environment_label: str = Field(
+        default="local",
+        title="Environment label",
+        description="Shown in every alert so people know which environment failed, "
+        "e.g. `prod` or `staging`.",
+        min_length=1,
+        max_length=40,
+    )
+    prefect_ui_url: str = Field(
+        default="",
+        title="Prefect UI URL",
+        description="Base URL of the Prefect UI for links to runs, e.g. "
+        "`https://app.prefect.cloud/account/<id>/workspace/<id>`; empty uses PREFECT_UI_URL.",
+        json_schema_extra={"pattern": UI_URL_PATTERN},
+    )
+
+    @field_validator("prefect_ui_url")
+    @classmethod
+    def _ui_url_is_http(cls, value: str) -> str:
+        if not re.fullmatch(UI_URL_PATTERN, value):
+            raise ValueError(
+                f"prefect_ui_url {value!r} must start with http:// or https://, or be empty"
+            )
+        return value.rstrip("/")
+
+    def run_url(self, flow_run_id: str) -> str:
+        """Link to a flow run in the Prefect UI, or '' when no UI URL is known."""
+        base = self.prefect_ui_url or (PREFECT_UI_URL.value() or "")
+        return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else ""
+
+    def headline(self, alert: Alert) -> str:
+        """One line saying what failed where."""
+        return (
+            f"[{self.environment_label}] {alert.state}: {alert.flow_name} / {alert.flow_run_name}"
+        )
+
+    @abstractmethod
+    def send(self, alert: Alert) -> None:
+        """Deliver one alert."""
+
+
+class ConsoleAlerts(AlertSink):
+    """Alerts written to the run's log and the console: the local default, no account needed."""
+
+    _block_type_name = "Console Alerts"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/3WpHrJ9uQd9y3hMw1xfT5b/prefect-logo.png"  # type: ignore[assignment]
+    _description = "Writes failure alerts to the log, for local runs with no Slack workspace."
+
+    def send(self, alert: Alert) -> None:
+        lines = [self.headline(alert), *(f"  {k}: {v}" for k, v in alert_fields(self, alert))]
+        logger.error("\n".join(lines))
+
+
+class SlackAlerts(SlackWebhook, AlertSink):
+    """Alerts posted to a Slack channel through an incoming webhook, as Block Kit messages."""
+
+    _block_type_name = "Slack Alerts"
+    _documentation_url = "https://api.slack.com/messaging/webhooks"  # type: ignore[assignment]
+    _description = (
+        "Posts one Block Kit message per failed or crashed run to a Slack channel through an "
+        "incoming webhook, with the reason and a link to the run. Also usable by automations."
+    )
+
+    url: SecretStr = Field(
+        title="Webhook URL",
+        description="The channel's incoming webhook URL (Slack app → Incoming Webhooks); "
+        "kept secret.",
+    )
+    mention: str = Field(
+        default="",
+        title="Mention",
+        description="Who to notify in the message: `<!here>`, `<!channel>`, a user `<@U0123ABC>` "
+        "or a group `<!subteam^S0123ABC>`, space separated; empty mentions nobody.",
+        json_schema_extra={"pattern": MENTION_PATTERN},
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://\S+$", value.get_secret_value()):
+            raise ValueError("url must be the webhook URL, starting with https://hooks.slack.com/")
+        return value
+
+    @field_validator("mention")
+    @classmethod
+    def _mention_is_slack_syntax(cls, value: str) -> str:
+        if not re.fullmatch(MENTION_PATTERN, value):
+            raise ValueError(
+                f"mention {value!r} must use Slack's syntax: `<!here>`, `<!channel>`, "
+                "`<@U0123ABC>` for a user or `<!subteam^S0123ABC>` for a group"
+            )
+        return value.strip()
+
+    def send(self, alert: Alert) -> None:
+        response = self.get_client(sync_client=True).send(
+            text=self.headline(alert), blocks=slack_blocks(self, alert)
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
+
+
+def alert_fields(sink: AlertSink, alert: Alert) -> list[tuple[str, str]]:
+    """The alert's details as label/value pairs, empty ones left out."""
+    reason = (
+        alert.reason if len(alert.reason) <= REASON_LIMIT else alert.reason[:REASON_LIMIT] + "…"
+    )
+    pairs = [
+        ("Environment", sink.environment_label),
+        ("Deployment", alert.deployment),
+        ("Failing task", alert.failing_task),
+        ("When (UTC)", alert.occurred_at.strftime("%Y-%m-%d %H:%M:%S")),
+        ("Reason", reason),
+        ("Run", sink.run_url(alert.flow_run_id)),
+        ("dbt Cloud run", alert.dbt_cloud_run_url),
+    ]
+    return [(label, value) for label, value in pairs if value]
+
+
+def slack_blocks(sink: SlackAlerts, alert: Alert) -> list[dict[str, Any]]:
+    """A Block Kit message: header, mention, fields, reason, and buttons to the run(s)."""
+    fields = dict(alert_fields(sink, alert))
+    reason = fields.pop("Reason", "")
+    links = {name: fields.pop(name) for name in ("Run", "dbt Cloud run") if name in fields}
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": sink.headline(alert)[:150]}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()],
+        },
+    ]
+    if reason:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason*\n```{reason}```"}}
+        )
+    if sink.mention:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": sink.mention}]})
+    if links:
+        buttons = [
+            {"type": "button", "text": {"type": "plain_text", "text": f"Open {name}"}, "url": url}
+            for name, url in links.items()
+        ]
+        blocks.append({"type": "actions", "elements": buttons})
+    return blocks

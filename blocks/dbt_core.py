@@ -1,0 +1,95 @@
+"""dbt Core project: where the project is and which dbt command runs it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from pydantic import Field, field_validator
+
+DBT_COMMANDS = ("build", "run", "test", "seed", "snapshot", "compile")
+TARGET_PATTERN = r"^[A-Za-z0-9_-]*$"
+
+
+class DbtCoreTransform(Block):
+    """A dbt Core project in this repository, run in-process with one Prefect task per node."""
+
+    _block_type_name = "dbt Core Transform"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/5zE9lxfzBHjw3tnEup4wWL/9a001902ed43a84c6c96d23b24622e19/dbt-bit_tm.png?h=250"  # type: ignore[assignment]
+    _documentation_url = "https://docs.getdbt.com/reference/dbt-commands"  # type: ignore[assignment]
+    _description = (
+        "Runs the repository's dbt project with dbt Core against the environment's warehouse; "
+        "credentials come from the warehouse block at run time, never from profiles.yml."
+    )
+
+    project_dir: str = Field(
+        default="dbt",
+        title="Project folder",
+        description="Folder holding dbt_project.yml, relative to the working directory.",
+        min_length=1,
+    )
+    profiles_dir: str = Field(
+        default="dbt",
+        title="Profiles folder",
+        description="Folder holding profiles.yml (which reads credentials from the environment).",
+        min_length=1,
+    )
+    target: str = Field(
+        default="",
+        title="Target",
+        description="Profile target to use; empty follows the warehouse (`duckdb` or `snowflake`).",
+        json_schema_extra={"pattern": TARGET_PATTERN},
+    )
+    threads: int = Field(
+        default=4,
+        title="Threads",
+        description="How many models dbt builds at once.",
+        ge=1,
+        le=64,
+    )
+    command: str = Field(
+        default="build",
+        title="dbt command",
+        description="The dbt command and its arguments, e.g. `build` or "
+        "`build --select marts+`. One of: " + ", ".join(DBT_COMMANDS) + ".",
+        min_length=1,
+    )
+    freshness_gate: bool = Field(
+        default=True,
+        title="Check source freshness first",
+        description="Run `dbt source freshness` before the command and stop if a source is stale.",
+    )
+
+    @field_validator("target")
+    @classmethod
+    def _target_is_a_name(cls, value: str) -> str:
+        if not re.fullmatch(TARGET_PATTERN, value):
+            raise ValueError(
+                f"target {value!r} must be a profile target name such as `duckdb` or `snowflake`"
+            )
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_is_a_dbt_command(cls, value: str) -> str:
+        words = shlex.split(value)
+        if not words or words[0] not in DBT_COMMANDS:
+            raise ValueError(
+                f"command {value!r} must start with one of {', '.join(DBT_COMMANDS)} "
+                "(without the leading `dbt`), e.g. `build --select marts+`"
+            )
+        return value
+
+    def command_args(self) -> list[str]:
+        """The command as dbt CLI arguments, with project, profiles and threads set."""
+        return [
+            *shlex.split(self.command),
+            "--project-dir",
+            str(Path(self.project_dir)),
+            "--profiles-dir",
+            str(Path(self.profiles_dir)),
+            "--threads",
+            str(self.threads),
+        ]

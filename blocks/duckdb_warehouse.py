@@ -1,0 +1,136 @@
+"""DuckDB warehouse: the embedded local counterpart of the Snowflake warehouse."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import pyarrow as pa
+from pydantic import Field, PrivateAttr, field_validator
+
+from blocks._validation import IDENTIFIER_PATTERN, check_identifier
+from blocks.warehouse import Dialect, TableData, Warehouse
+
+MEMORY_LIMIT_PATTERN = r"^(|\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))$"
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB database file used as the warehouse; no account, no server."""
+
+    _block_type_name = "DuckDB Warehouse"
+    _logo_url = "https://duckdb.org/images/logo-dl/DuckDB_Logo-stacked.png"  # type: ignore[assignment]
+    _documentation_url = "https://duckdb.org/docs/"  # type: ignore[assignment]
+    _description = (
+        "An embedded DuckDB database file used as the warehouse for local runs and tests. "
+        "Same interface as the Snowflake warehouse, so flows run unchanged on either."
+    )
+
+    dialect: ClassVar[Dialect] = "duckdb"
+    dbt_target: ClassVar[str] = "duckdb"
+
+    path: str = Field(
+        default="data/warehouse.duckdb",
+        title="Database file",
+        description="Path of the DuckDB database file, relative to the working directory. "
+        "Created with its folder on first use.",
+        min_length=1,
+    )
+    raw_schema: str = Field(
+        default="raw",
+        title="Raw schema",
+        description="Schema the extract-load flow writes raw tables into.",
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+    )
+    transform_schema: str = Field(
+        default="analytics",
+        title="Transform schema",
+        description="Schema dbt builds models into.",
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+    )
+    memory_limit: str = Field(
+        default="",
+        title="Memory limit",
+        description="DuckDB memory limit such as `2GB`; empty keeps DuckDB's default (80% of RAM).",
+        json_schema_extra={"pattern": MEMORY_LIMIT_PATTERN},
+    )
+
+    _connection: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+
+    @field_validator("raw_schema", "transform_schema", mode="before")
+    @classmethod
+    def _schema_is_identifier(cls, value: str, info: Any) -> str:
+        return check_identifier(value, info.field_name)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit_has_unit(cls, value: str) -> str:
+        if not re.fullmatch(MEMORY_LIMIT_PATTERN, value):
+            raise ValueError(
+                f"memory_limit {value!r} needs a number and a unit, such as `2GB` or `512MiB`, "
+                "or empty for DuckDB's default"
+            )
+        return value
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    @property
+    def schema_name(self) -> str:
+        return self.raw_schema
+
+    def _open(self) -> None:
+        if self._connection is not None:
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        )
+        self._connection = duckdb.connect(self.path, config=config)
+        self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self.raw_schema}")
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _conn(self) -> duckdb.DuckDBPyConnection:
+        self._require_open()
+        assert self._connection is not None
+        return self._connection
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        self._conn().execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def bulk_load(self, table: str, data: TableData) -> int:
+        conn = self._conn()
+        arrow = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        target = self.qualified(check_identifier(table, "table"))
+        conn.register("_bulk_load_input", arrow)
+        try:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _bulk_load_input LIMIT 0"
+            )
+            conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _bulk_load_input")
+        finally:
+            conn.unregister("_bulk_load_input")
+        return len(arrow)
+
+    def replace_table(self, table: str, staging: str) -> None:
+        # DuckDB's DDL is transactional: drop + rename commit together, and copy nothing.
+        with self.transaction():
+            self.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
+            self.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {table}")
+
+    def dbt_env(self) -> dict[str, str]:
+        return {
+            "ELT_DUCKDB_PATH": str(Path(self.path).resolve()),
+            "ELT_RAW_SCHEMA": self.raw_schema,
+            "ELT_TRANSFORM_SCHEMA": self.transform_schema,
+        }

@@ -1,0 +1,250 @@
+"""Snowflake warehouse: prefect-snowflake's connector with one connection per `with`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from prefect import runtime
+from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+
+from blocks._validation import (
+    IDENTIFIER_PATTERN,
+    SNOWFLAKE_ACCOUNT_PATTERN,
+    check_identifier,
+    check_snowflake_account,
+)
+from blocks.warehouse import Dialect, TableData, Warehouse
+
+PEM_HEADER = "-----BEGIN"
+
+
+class SnowflakeWarehouse(Warehouse):
+    """Snowflake account, credentials and location of the raw data, owning one connection."""
+
+    _block_type_name = "Snowflake Warehouse"
+    _logo_url = SnowflakeCredentials._logo_url
+    _documentation_url = "https://docs.snowflake.com/en/user-guide/key-pair-auth"  # type: ignore[assignment]
+    _description = (
+        "Snowflake connection settings for the ELT flows: key-pair (recommended) or password "
+        "auth, the warehouse to run on, and where raw data lands. Used as a context manager "
+        "that opens one connection shared by the tasks inside it."
+    )
+
+    dialect: ClassVar[Dialect] = "snowflake"
+    dbt_target: ClassVar[str] = "snowflake"
+
+    account: str = Field(
+        title="Account identifier",
+        description="The part of the account URL before `.snowflakecomputing.com`, "
+        "e.g. `myorg-myaccount`.",
+        json_schema_extra={"pattern": SNOWFLAKE_ACCOUNT_PATTERN},
+        examples=["myorg-myaccount"],
+    )
+    user: str = Field(
+        title="User",
+        description="Login name of the service user the flows connect as.",
+        min_length=1,
+    )
+    auth_method: Literal["key_pair", "password"] = Field(
+        default="key_pair",
+        title="Authentication",
+        description="`key_pair` uses the private key below (no password needed); "
+        "`password` uses the password.",
+    )
+    private_key: SecretStr = Field(
+        default=SecretStr(""),
+        title="Private key (PEM)",
+        description="The user's private key in PEM format, including the BEGIN/END lines. "
+        "Required for key-pair authentication.",
+    )
+    private_key_passphrase: SecretStr = Field(
+        default=SecretStr(""),
+        title="Private key passphrase",
+        description="Passphrase of an encrypted private key; empty for an unencrypted key.",
+    )
+    password: SecretStr = Field(
+        default=SecretStr(""),
+        title="Password",
+        description="The user's password. Required for password authentication only.",
+    )
+    role: str = Field(
+        default="",
+        title="Role",
+        description="Role to use; empty uses the user's default role.",
+        json_schema_extra={"pattern": r"^(|[A-Za-z_][A-Za-z0-9_$]*)$"},
+    )
+    warehouse: str = Field(
+        title="Virtual warehouse",
+        description="Compute warehouse that runs loads and queries, e.g. `TRANSFORMING`.",
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+    )
+    database: str = Field(
+        title="Database",
+        description="Database that holds the raw and transformed schemas.",
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+    )
+    raw_schema: str = Field(
+        default="RAW",
+        title="Raw schema",
+        description="Schema the extract-load flow writes raw tables into.",
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+    )
+    transform_schema: str = Field(
+        default="ANALYTICS",
+        title="Transform schema",
+        description="Schema dbt builds models into.",
+        json_schema_extra={"pattern": IDENTIFIER_PATTERN},
+    )
+    query_tag: str = Field(
+        default="prefect-elt",
+        title="Query tag",
+        description="Prefix of the QUERY_TAG set on every session; the flow run name is "
+        "appended so warehouse cost can be traced to a run.",
+        max_length=200,
+    )
+
+    _connector: SnowflakeConnector | None = PrivateAttr(default=None)
+
+    @field_validator("account")
+    @classmethod
+    def _account_is_identifier(cls, value: str) -> str:
+        return check_snowflake_account(value)
+
+    @field_validator("warehouse", "database", "raw_schema", "transform_schema")
+    @classmethod
+    def _is_identifier(cls, value: str, info: Any) -> str:
+        return check_identifier(value, info.field_name)
+
+    @field_validator("role")
+    @classmethod
+    def _role_is_identifier(cls, value: str) -> str:
+        return check_identifier(value, "role") if value else value
+
+    @model_validator(mode="after")
+    def _credentials_match_auth_method(self) -> SnowflakeWarehouse:
+        key = self.private_key.get_secret_value().strip()
+        if self.auth_method == "key_pair":
+            if not key:
+                raise ValueError(
+                    "private_key is required when auth_method is `key_pair`: paste the PEM key "
+                    "(or choose auth_method `password` and set password)"
+                )
+            if not key.startswith(PEM_HEADER):
+                raise ValueError(
+                    "private_key must be PEM text starting with `-----BEGIN ... PRIVATE KEY-----`"
+                )
+        elif not self.password.get_secret_value():
+            raise ValueError(
+                "password is required when auth_method is `password` "
+                "(or choose auth_method `key_pair` and set private_key)"
+            )
+        return self
+
+    def credentials(self) -> SnowflakeCredentials:
+        """prefect-snowflake credentials for the chosen auth method, with no unused secret."""
+        auth: dict[str, Any]
+        if self.auth_method == "key_pair":
+            auth = {"private_key": self.private_key.get_secret_value().encode()}
+            if self.private_key_passphrase.get_secret_value():
+                auth["private_key_passphrase"] = self.private_key_passphrase
+        else:
+            auth = {"password": self.password}
+        if self.role:
+            auth["role"] = self.role
+        return SnowflakeCredentials(account=self.account, user=self.user, **auth)
+
+    def connector(self) -> SnowflakeConnector:
+        """prefect-snowflake connector scoped to the raw schema."""
+        return SnowflakeConnector(
+            credentials=self.credentials(),
+            database=self.database,
+            warehouse=self.warehouse,
+            schema=self.raw_schema,
+        )
+
+    def session_query_tag(self) -> str:
+        """The query tag for this session: the prefix plus the current flow run's name."""
+        run_name = runtime.flow_run.name
+        return f"{self.query_tag}:{run_name}" if run_name else self.query_tag
+
+    @property
+    def is_open(self) -> bool:
+        return self._connector is not None
+
+    @property
+    def schema_name(self) -> str:
+        return self.raw_schema
+
+    def _open(self) -> None:
+        if self._connector is not None:
+            return
+        connector = self.connector()
+        connection = connector.get_connection(
+            paramstyle="qmark", session_parameters={"QUERY_TAG": self.session_query_tag()}
+        )
+        connection.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {self.raw_schema}")
+        self._connector = connector
+
+    def _close(self) -> None:
+        if self._connector is not None:
+            connector, self._connector = self._connector, None
+            connector.close()
+
+    def _connection(self) -> Any:
+        self._require_open()
+        assert self._connector is not None
+        return self._connector.get_connection()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._connection().cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._connection().cursor() as cursor:
+            cursor.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def bulk_load(self, table: str, data: TableData) -> int:
+        # Looked up at call time so fakesnow's patch of pandas_tools applies in tests.
+        from snowflake.connector import pandas_tools
+
+        frame = data.to_pandas() if isinstance(data, pa.Table | pa.RecordBatch) else data
+        frame.columns = [str(column).upper() for column in frame.columns]
+        _, _, rows, _ = pandas_tools.write_pandas(
+            self._connection(),
+            frame,
+            check_identifier(table, "table").upper(),
+            schema=self.raw_schema,
+            auto_create_table=True,
+            quote_identifiers=False,
+            use_logical_type=True,
+        )
+        return int(rows)
+
+    def replace_table(self, table: str, staging: str) -> None:
+        # DDL auto-commits in Snowflake; INSERT OVERWRITE is one atomic statement.
+        target = self.qualified(table)
+        self.execute(f"CREATE TABLE IF NOT EXISTS {target} LIKE {self.qualified(staging)}")
+        self.execute(f"INSERT OVERWRITE INTO {target} SELECT * FROM {self.qualified(staging)}")
+
+    def dbt_env(self) -> dict[str, str]:
+        return {
+            "ELT_SNOWFLAKE_ACCOUNT": self.account,
+            "ELT_SNOWFLAKE_USER": self.user,
+            "ELT_SNOWFLAKE_PASSWORD": (
+                self.password.get_secret_value() if self.auth_method == "password" else ""
+            ),
+            "ELT_SNOWFLAKE_PRIVATE_KEY": (
+                self.private_key.get_secret_value() if self.auth_method == "key_pair" else ""
+            ),
+            "ELT_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": self.private_key_passphrase.get_secret_value(),
+            "ELT_SNOWFLAKE_ROLE": self.role,
+            "ELT_SNOWFLAKE_WAREHOUSE": self.warehouse,
+            "ELT_SNOWFLAKE_DATABASE": self.database,
+            "ELT_SNOWFLAKE_QUERY_TAG": self.session_query_tag(),
+            "ELT_RAW_SCHEMA": self.raw_schema,
+            "ELT_TRANSFORM_SCHEMA": self.transform_schema,
+        }

@@ -1,0 +1,125 @@
+"""The warehouse interface every warehouse block implements, so flows never branch on which one."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, ClassVar, Literal, Self, TypeAlias
+
+import pandas as pd
+import pyarrow as pa
+from prefect.blocks.core import Block
+
+Dialect = Literal["duckdb", "snowflake"]
+TableData: TypeAlias = pa.Table | pa.RecordBatch | pd.DataFrame
+
+
+class WarehouseNotOpenError(RuntimeError):
+    """Raised when SQL is sent to a warehouse block outside its `with` block."""
+
+
+class Warehouse(Block, ABC):
+    """A warehouse connection owner: `with warehouse:` opens one connection for everything inside.
+
+    Tasks inside the `with` reuse that connection. A task that runs in another thread or
+    process (a mapped task) opens its own with `with warehouse.fresh() as own:`.
+    """
+
+    dialect: ClassVar[Dialect]
+    dbt_target: ClassVar[str]
+
+    def __enter__(self) -> Self:
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def fresh(self) -> Self:
+        """An unopened copy with the same settings, for a task that must hold its own connection."""
+        return type(self).model_validate(self.model_dump())
+
+    @property
+    @abstractmethod
+    def is_open(self) -> bool:
+        """Whether a connection is open."""
+
+    @property
+    @abstractmethod
+    def schema_name(self) -> str:
+        """The schema raw tables load into."""
+
+    @abstractmethod
+    def _open(self) -> None: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        """Run one statement (qmark `?` parameters)."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query and return all rows."""
+
+    @abstractmethod
+    def bulk_load(self, table: str, data: TableData) -> int:
+        """Append `data` to raw-schema `table` through the bulk path, creating it if missing."""
+
+    @abstractmethod
+    def replace_table(self, table: str, staging: str) -> None:
+        """Atomically make raw-schema `table` hold exactly the rows of `staging`."""
+
+    @abstractmethod
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables the dbt profile reads for this warehouse (credentials included)."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commit everything inside on success, roll all of it back on any error."""
+        self.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def table_exists(self, table: str) -> bool:
+        """Whether raw-schema `table` exists."""
+        return bool(
+            self.query(
+                "SELECT COUNT(*) FROM information_schema.tables "
+                "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?)",
+                [self.schema_name, table],
+            )[0][0]
+        )
+
+    def columns(self, table: str) -> list[str]:
+        """Lower-case column names of raw-schema `table`, in table order."""
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?) "
+            "ORDER BY ordinal_position",
+            [self.schema_name, table],
+        )
+        return [str(row[0]).lower() for row in rows]
+
+    def qualified(self, table: str) -> str:
+        """`schema.table` for a table in the raw schema."""
+        return f"{self.schema_name}.{table}"
+
+    def _require_open(self) -> None:
+        if not self.is_open:
+            raise WarehouseNotOpenError(
+                f"{type(self).__name__} is not open: use it inside `with warehouse:` "
+                "(or `with warehouse.fresh() as own:` in a mapped task)"
+            )

@@ -1,0 +1,61 @@
+"""Register this project's block types and create or update one environment's block documents.
+
+Idempotent: run it on every merge. Production values come from environment variables
+(see README → Production); nothing secret is read from a file in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from prefect.blocks.core import Block
+
+import blocks
+from blocks.environment import MissingSettingError, environment_blocks
+
+
+def register_block_types() -> list[str]:
+    """Register every block type in the `blocks` package; return their slugs."""
+    slugs = []
+    for name in blocks.__all__:
+        candidate = getattr(blocks, name)
+        if isinstance(candidate, type) and Block.is_block_class(candidate):
+            try:
+                candidate.register_type_and_schema()
+            except Exception as exc:  # abstract interfaces refuse registration
+                if "interface class" in str(exc):
+                    continue
+                raise
+            slugs.append(candidate.get_block_type_slug())
+    return slugs
+
+
+def save_environment(name: str) -> dict[str, str]:
+    """Create or update the block documents of environment `name`; return slug → document."""
+    saved = {}
+    for slug, block in environment_blocks(name, os.environ).items():
+        block.save(name, overwrite=True)
+        saved[slug] = f"{slug}/{name}"
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--environment", default="local", help="local, staging, prod, ...")
+    args = parser.parse_args(argv)
+    print(f"Registered block types: {', '.join(register_block_types())}")
+    try:
+        saved = save_environment(args.environment)
+    except MissingSettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Environment {args.environment!r} uses:")
+    for slug, document in saved.items():
+        print(f"  {slug:<22} {document}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

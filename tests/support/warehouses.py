@@ -1,0 +1,91 @@
+"""Warehouse blocks under test: real DuckDB, and the Snowflake block on fakesnow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import duckdb
+import fakesnow
+import pytest
+import snowflake.connector
+
+from blocks import DuckDBWarehouse, SnowflakeWarehouse, Warehouse
+
+
+@dataclass
+class ConnectionLog:
+    """Every connection a warehouse block opened, so tests can count and inspect them."""
+
+    opened: list[Any] = field(default_factory=list)
+
+    @property
+    def all_closed(self) -> bool:
+        return all(_is_closed(connection) for connection in self.opened)
+
+
+def _is_closed(connection: Any) -> bool:
+    if isinstance(connection, duckdb.DuckDBPyConnection):
+        try:
+            connection.execute("SELECT 1")
+        except duckdb.ConnectionException:
+            return True
+        return False
+    return bool(connection.is_closed())
+
+
+def _counting(connect: Callable[..., Any], log: ConnectionLog) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        connection = connect(*args, **kwargs)
+        log.opened.append(connection)
+        return connection
+
+    return counted
+
+
+@contextmanager
+def duckdb_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Warehouse, ConnectionLog]]:
+    log = ConnectionLog()
+    monkeypatch.setattr(duckdb, "connect", _counting(duckdb.connect, log))
+    yield DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")), log
+
+
+@contextmanager
+def fakesnow_warehouse(private_key_pem: str) -> Iterator[tuple[Warehouse, ConnectionLog]]:
+    log = ConnectionLog()
+    with fakesnow.patch():
+        # Not monkeypatch: its undo would run after fakesnow's and leave the fake installed.
+        counted = _counting(snowflake.connector.connect, log)
+        with mock.patch.object(snowflake.connector, "connect", counted):
+            yield (
+                SnowflakeWarehouse(
+                    account="myorg-myaccount",
+                    user="LOADER",
+                    private_key=private_key_pem,
+                    warehouse="LOADING",
+                    database="ELT_TEST",
+                ),
+                log,
+            )
+
+
+@pytest.fixture(params=["duckdb", "snowflake"])
+def warehouse(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_key_pem: str,
+) -> Iterator[tuple[Warehouse, ConnectionLog]]:
+    """The same warehouse contract, once on DuckDB and once on Snowflake (fakesnow)."""
+    if request.param == "duckdb":
+        with duckdb_warehouse(tmp_path, monkeypatch) as pair:
+            yield pair
+    else:
+        with fakesnow_warehouse(private_key_pem) as pair:
+            yield pair

@@ -1,0 +1,194 @@
+"""Block fields fail at save time with a message naming the field; secrets never show."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from blocks import (
+    ConsoleAlerts,
+    DbtCloudTransform,
+    DbtCoreTransform,
+    DuckDBWarehouse,
+    ELTEnvironment,
+    SlackAlerts,
+    SnowflakeWarehouse,
+)
+
+SECRET = "s3cr3t-value-never-shown"
+
+
+def snowflake(**overrides: Any) -> SnowflakeWarehouse:
+    fields: dict[str, Any] = {
+        "account": "myorg-myaccount",
+        "user": "LOADER",
+        "auth_method": "password",
+        "password": SECRET,
+        "warehouse": "LOADING",
+        "database": "ANALYTICS_DB",
+    }
+    return SnowflakeWarehouse(**{**fields, **overrides})
+
+
+def dbt_cloud(**overrides: Any) -> DbtCloudTransform:
+    fields: dict[str, Any] = {"api_key": SECRET, "account_id": 12, "job_id": 34}
+    return DbtCloudTransform(**{**fields, **overrides})
+
+
+def error_text(build: Any, **fields: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        build(**fields)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"account": "https://myorg-myaccount.snowflakecomputing.com"}, "looks like a URL"),
+        ({"account": "my org!"}, "not a Snowflake account identifier"),
+        ({"warehouse": "LOADING; drop table x"}, "warehouse"),
+        ({"database": "1db"}, "database"),
+        ({"raw_schema": "raw-data"}, "raw_schema"),
+        ({"role": "SYS ADMIN"}, "role"),
+        ({"password": ""}, "password is required when auth_method is `password`"),
+        ({"auth_method": "key_pair"}, "private_key is required when auth_method is `key_pair`"),
+        ({"auth_method": "key_pair", "private_key": "not a key"}, "PEM"),
+        ({"auth_method": "oauth"}, "auth_method"),
+    ],
+)
+def test_snowflake_warehouse_rejects_bad_field_naming_it(
+    fields: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_text(snowflake, **fields)
+
+
+@pytest.mark.parametrize(
+    "account", ["myorg-myaccount", "xy12345", "xy12345.us-east-2.aws", "MYORG-MY_ACCOUNT"]
+)
+def test_snowflake_warehouse_accepts_documented_account_identifiers(account: str) -> None:
+    assert snowflake(account=account).account == account
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"account_id": 0}, "account_id"),
+        ({"job_id": -1}, "job_id"),
+        ({"domain": "https://emea.dbt.com"}, "without `https://`"),
+        ({"timeout_seconds": 5}, "timeout_seconds"),
+        ({"poll_interval_seconds": 0}, "poll_interval_seconds"),
+        ({"failed_steps_retries": 9}, "failed_steps_retries"),
+        ({"artifacts": ["run_results"]}, "not artifact paths"),
+    ],
+)
+def test_dbt_cloud_transform_rejects_bad_field_naming_it(
+    fields: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_text(dbt_cloud, **fields)
+
+
+def test_dbt_cloud_transform_is_prefect_dbt_credentials_with_a_regional_domain() -> None:
+    block = dbt_cloud(domain="emea.dbt.com")
+    client = block.get_administrative_client()
+    assert str(client._admin_client.base_url) == "https://emea.dbt.com/api/v2/accounts/12/"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"command": "dbt build"}, "must start with one of"),
+        ({"command": "deps"}, "must start with one of"),
+        ({"threads": 0}, "threads"),
+        ({"target": "prod target"}, "target"),
+    ],
+)
+def test_dbt_core_transform_rejects_bad_field_naming_it(
+    fields: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_text(DbtCoreTransform, **fields)
+
+
+def test_dbt_core_transform_builds_cli_arguments_from_its_fields() -> None:
+    block = DbtCoreTransform(command="build --select marts+", threads=2)
+    assert block.command_args() == [
+        "build", "--select", "marts+", "--project-dir", "dbt", "--profiles-dir", "dbt",
+        "--threads", "2",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("build", "fields", "expected"),
+    [
+        (DuckDBWarehouse, {"raw_schema": "raw data"}, "raw_schema"),
+        (DuckDBWarehouse, {"memory_limit": "2"}, "memory_limit"),
+        (SlackAlerts, {"url": "hooks.slack.com/x"}, "url must be the webhook URL"),
+        (SlackAlerts, {"url": "https://hooks.slack.com/x", "mention": "@here"}, "mention"),
+        (ConsoleAlerts, {"prefect_ui_url": "localhost:4200"}, "prefect_ui_url"),
+        (ELTEnvironment, {"warehouse": "snowflake prod"}, "warehouse"),
+    ],
+)
+def test_blocks_reject_bad_fields_naming_them(
+    build: Any, fields: dict[str, Any], expected: str
+) -> None:
+    assert expected in error_text(build, **fields)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        snowflake(),
+        dbt_cloud(),
+        SlackAlerts(url=f"https://hooks.slack.com/services/{SECRET}"),
+    ],
+    ids=["snowflake", "dbt-cloud", "slack"],
+)
+def test_secrets_are_masked_in_repr_str_and_logs(
+    block: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    logging.getLogger("test").warning("block: %r %s", block, block)
+    assert SECRET not in repr(block)
+    assert SECRET not in str(block)
+    assert SECRET not in caplog.text
+    assert "**********" in repr(block)
+
+
+def test_key_pair_auth_without_password_builds_a_connection_config(private_key_pem: str) -> None:
+    block = snowflake(auth_method="key_pair", password="", private_key=private_key_pem)
+    credentials = block.credentials()
+    assert credentials.password is None
+    der = credentials.resolve_private_key()
+    assert der is not None and der[:1] == b"\x30"  # DER SEQUENCE
+
+
+def test_encrypted_key_pair_uses_its_passphrase(encrypted_private_key_pem: tuple[str, str]) -> None:
+    pem, passphrase = encrypted_private_key_pem
+    block = snowflake(
+        auth_method="key_pair", password="", private_key=pem, private_key_passphrase=passphrase
+    )
+    assert block.credentials().resolve_private_key() is not None
+
+
+def test_password_auth_does_not_send_an_unused_private_key(private_key_pem: str) -> None:
+    credentials = snowflake(private_key=private_key_pem).credentials()
+    assert credentials.private_key is None
+    assert credentials.password is not None
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_saved_secrets_are_obfuscated_in_the_api_response(private_key_pem: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    snowflake(auth_method="key_pair", password="", private_key=private_key_pem).save(
+        "masked-check", overwrite=True
+    )
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(
+            "masked-check", "snowflake-warehouse", include_secrets=False
+        )
+    assert document.data["private_key"] == "********"
+    assert "PRIVATE KEY" not in str(document.data)
+    loaded = SnowflakeWarehouse.load("masked-check")
+    assert loaded.private_key.get_secret_value() == private_key_pem  # type: ignore[attr-defined]
