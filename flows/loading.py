@@ -1,0 +1,188 @@
+"""Load one source into the warehouse: stream into staging, check it, publish atomically."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from blocks.warehouse import Warehouse
+from flows.sources import Source, SourceError, read_batches
+
+LOADED_AT = "_loaded_at"
+Mode = Literal["incremental", "full refresh", "backfill"]
+
+
+class LoadError(ValueError):
+    """A table could not be loaded; its target is unchanged. Names the table and the fix."""
+
+    def __init__(self, table: str, detail: str) -> None:
+        super().__init__(f"{table}: {detail}")
+        self.table = table
+
+
+@dataclass
+class LoadWindow:
+    """Which cursor values a run loads: `since` inclusive, `until` inclusive."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class TableLoad:
+    """What one table's load did, for the run's artifact."""
+
+    table: str
+    mode: Mode
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    watermark_before: Any = None
+    watermark_after: Any = None
+    seconds: float = 0.0
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_source(
+    warehouse: Warehouse,
+    source: Source,
+    *,
+    full_refresh: bool = False,
+    backfill: LoadWindow | None = None,
+    batch_rows: int = 250_000,
+) -> TableLoad:
+    """Load `source` into its table; the table changes only if every step succeeds."""
+    started = time.perf_counter()
+    incremental = source.cursor is not None and not full_refresh
+    mode: Mode = (
+        "backfill"
+        if incremental and backfill
+        else ("incremental" if incremental else "full refresh")
+    )
+    exists = warehouse.table_exists(source.name)
+    result = TableLoad(source.name, mode)
+    result.watermark_before = watermark(warehouse, source) if exists else None
+    window = backfill or LoadWindow(since=result.watermark_before if incremental else None)
+    staging = f"{source.name}__staging_{uuid.uuid4().hex[:8]}"
+    try:
+        result.rows_read = stage(warehouse, source, staging, window if incremental else None,
+                                 batch_rows)  # fmt: skip
+        if result.rows_read:
+            check_staged(warehouse, source, staging, target_exists=exists)
+            result.inserted, result.updated = publish(
+                warehouse, source, staging, incremental=incremental and exists
+            )
+    finally:
+        warehouse.execute(f"DROP TABLE IF EXISTS {warehouse.qualified(staging)}")
+    result.watermark_after = (
+        watermark(warehouse, source) if warehouse.table_exists(source.name) else None
+    )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def watermark(warehouse: Warehouse, source: Source) -> Any:
+    """The highest cursor value in the table: what the last committed load reached."""
+    if source.cursor is None:
+        return None
+    return warehouse.query(f"SELECT MAX({source.cursor}) FROM {warehouse.qualified(source.name)}")[
+        0
+    ][0]
+
+
+def stage(
+    warehouse: Warehouse,
+    source: Source,
+    staging: str,
+    window: LoadWindow | None,
+    batch_rows: int,
+) -> int:
+    """Stream the source's batches into a fresh staging table; return the rows staged."""
+    loaded_at = pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us"))
+    since, until = (window.since, window.until) if window else (None, None)
+    rows = 0
+    for batch in read_batches(source, batch_rows=batch_rows, since=since, until=until):
+        stamped = batch.append_column(
+            LOADED_AT, pa.array([loaded_at] * batch.num_rows, pa.timestamp("us"))
+        )
+        rows += warehouse.bulk_load(staging, stamped)
+    return rows
+
+
+def check_staged(
+    warehouse: Warehouse, source: Source, staging: str, *, target_exists: bool
+) -> None:
+    """Refuse staged rows with a null or duplicate key, or columns the table doesn't have."""
+    staged = warehouse.qualified(staging)
+    key = source.primary_key
+    nulls = " OR ".join(f"{column} IS NULL" for column in key)
+    null_count = warehouse.query(f"SELECT COUNT(*) FROM {staged} WHERE {nulls}")[0][0]
+    if null_count:
+        raise LoadError(
+            source.name,
+            f"{null_count} row(s) in {source.location} have a null primary key "
+            f"({', '.join(key)}); fix the source rows, the key must always be set",
+        )
+    columns = ", ".join(key)
+    duplicates = warehouse.query(
+        f"SELECT {columns}, COUNT(*) FROM {staged} GROUP BY {columns} HAVING COUNT(*) > 1 "
+        f"ORDER BY {columns} LIMIT 3"
+    )
+    if duplicates:
+        examples = "; ".join(
+            ", ".join(f"{name}={value!r}" for name, value in zip(key, row, strict=False))
+            + f" ({row[-1]} times)"
+            for row in duplicates
+        )
+        raise LoadError(
+            source.name,
+            f"duplicate primary key ({', '.join(key)}) in {source.location}: {examples}; "
+            "each key may appear once per load",
+        )
+    if target_exists:
+        expected, found = warehouse.columns(source.name), warehouse.columns(staging)
+        added = [c for c in found if c not in expected]
+        dropped = [c for c in expected if c not in found]
+        if added or dropped:
+            raise LoadError(
+                source.name,
+                f"the columns of {source.location} differ from the table: "
+                f"new {added or 'none'}, missing {dropped or 'none'}; update the source "
+                "declaration and rerun with full_refresh=True to rebuild the table",
+            )
+
+
+def publish(
+    warehouse: Warehouse, source: Source, staging: str, *, incremental: bool
+) -> tuple[int, int]:
+    """Make the staged rows visible in one atomic step; return (inserted, updated)."""
+    target, staged = warehouse.qualified(source.name), warehouse.qualified(staging)
+    staged_rows = warehouse.query(f"SELECT COUNT(*) FROM {staged}")[0][0]
+    if not incremental:
+        warehouse.replace_table(source.name, staging)
+        return int(staged_rows), 0
+    on = " AND ".join(f"t.{column} = s.{column}" for column in source.primary_key)
+    matched = warehouse.query(f"SELECT COUNT(*) FROM {staged} s JOIN {target} t ON {on}")[0][0]
+    columns = warehouse.columns(staging)
+    updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in source.primary_key)
+    # One MERGE statement is atomic on both DuckDB and Snowflake: all of it or none.
+    warehouse.execute(
+        f"MERGE INTO {target} AS t USING {staged} AS s ON {on} "
+        f"WHEN MATCHED THEN UPDATE SET {updates} "
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+        f"VALUES ({', '.join(f's.{c}' for c in columns)})"
+    )
+    return int(staged_rows - matched), int(matched)
+
+
+def describe_failure(source: Source, exc: BaseException) -> str:
+    """A one-line reason that names the table, for the summary and the flow's error."""
+    if isinstance(exc, LoadError | SourceError):
+        return str(exc)
+    return f"{source.name}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,265 @@
+"""Source tables, declared (location, format, key, cursor, schema) and read in batches."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.json as pajson
+
+Format = Literal["csv", "parquet", "jsonl"]
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "https://", "http://")
+
+
+class SourceError(ValueError):
+    """A source file is missing or doesn't match its declaration; names table, file and fix."""
+
+    def __init__(self, table: str, file: str, detail: str) -> None:
+        super().__init__(f"{table}: {file}: {detail}")
+        self.table, self.file, self.detail = table, file, detail
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source table: `name` is the raw table it loads into."""
+
+    name: str
+    location: str
+    format: Format
+    schema: pa.Schema
+    primary_key: tuple[str, ...]
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        missing = [c for c in (*self.primary_key, self.cursor) if c and c not in self.schema.names]
+        if missing:
+            raise ValueError(f"source {self.name}: key/cursor columns {missing} not in its schema")
+
+
+def resolve_files(source: Source) -> list[str]:
+    """The files a source's location names, sorted; a local glob must match at least one."""
+    if source.location.startswith(REMOTE_SCHEMES):
+        return [source.location]
+    files = (
+        sorted(glob.glob(source.location))
+        if glob.has_magic(source.location)
+        else ([source.location] if Path(source.location).exists() else [])
+    )
+    if not files:
+        raise SourceError(
+            source.name,
+            source.location,
+            "no file found; generate the demo data (`make demo`) or fix the source's location",
+        )
+    return files
+
+
+def read_batches(
+    source: Source,
+    batch_rows: int = 250_000,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the source file by file in record batches of at most `batch_rows` rows.
+
+    With a cursor, only rows with `since <= cursor <= until` come back; Parquet row groups
+    outside that range are skipped by their statistics, so unchanged data costs little.
+    """
+    window = cursor_filter(source, since, until)
+    for file in resolve_files(source):
+        yield from _file_batches(source, file, batch_rows, window)
+
+
+def cursor_filter(
+    source: Source, since: datetime | None, until: datetime | None
+) -> pc.Expression | None:
+    """The dataset filter selecting the load window, or None to read everything."""
+    if source.cursor is None:
+        return None
+    cursor = pc.field(source.cursor)
+    conditions = [cursor >= since] if since is not None else []
+    if until is not None:
+        conditions.append(cursor <= until)
+    if not conditions:
+        return None
+    combined = conditions[0]
+    for condition in conditions[1:]:
+        combined = combined & condition
+    return combined
+
+
+def _file_batches(
+    source: Source, file: str, batch_rows: int, window: pc.Expression | None
+) -> Iterator[pa.RecordBatch]:
+    try:
+        dataset = _dataset(source, file)
+        check_columns(source, file, dataset.schema)
+        scanner = dataset.scanner(columns=source.schema.names, filter=window, batch_size=batch_rows)
+        for batch in scanner.to_batches():
+            if batch.num_rows:
+                yield _conform(source, file, batch)
+    except SourceError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+
+
+def _dataset(source: Source, file: str) -> ds.Dataset:
+    if source.format == "parquet":
+        return ds.dataset(file, format="parquet")
+    if source.format == "csv":
+        csv_format = ds.CsvFileFormat(
+            convert_options=pacsv.ConvertOptions(
+                column_types=source.schema, strings_can_be_null=True
+            ),
+            read_options=pacsv.ReadOptions(block_size=1 << 24),
+        )
+        return ds.dataset(file, format=csv_format)
+    json_format = ds.JsonFileFormat(
+        parse_options=pajson.ParseOptions(explicit_schema=source.schema)
+    )
+    return ds.dataset(file, format=json_format)
+
+
+def check_columns(source: Source, file: str, found: pa.Schema) -> None:
+    """Refuse a file whose columns or column types differ from the declaration."""
+    added = [name for name in found.names if name not in source.schema.names]
+    dropped = [name for name in source.schema.names if name not in found.names]
+    if added or dropped:
+        raise SourceError(
+            source.name,
+            file,
+            f"columns differ from the declared schema: new {added or 'none'}, "
+            f"missing {dropped or 'none'}; update the source declaration in flows/sources.py",
+        )
+    for declared in source.schema:
+        actual = found.field(declared.name).type
+        if not _compatible(declared.type, actual):
+            raise SourceError(
+                source.name,
+                file,
+                f"column {declared.name!r} is {actual}, declared {declared.type}; "
+                "the producer changed its type: fix the file or the declaration",
+            )
+
+
+def _compatible(declared: pa.DataType, actual: pa.DataType) -> bool:
+    if declared == actual:
+        return True
+    families = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        pa.types.is_timestamp,
+        pa.types.is_string,
+    )
+    widened_int = pa.types.is_integer(actual) and pa.types.is_floating(declared)
+    return (
+        widened_int
+        or any(f(declared) and f(actual) for f in families)
+        or (pa.types.is_large_string(actual) and pa.types.is_string(declared))
+    )
+
+
+def _conform(source: Source, file: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    if batch.schema.equals(source.schema):
+        return batch
+    try:
+        return batch.select(source.schema.names).cast(source.schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+
+
+def explain_arrow_error(exc: BaseException) -> str:
+    """Arrow's parse error, with the fix; Arrow already names the row or column it choked on."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return f"file not found ({message}); fix the source's location"
+    return f"cannot read it: {message}; fix the file or the source declaration"
+
+
+JAFFLE_SCHEMAS: dict[str, pa.Schema] = {
+    "raw_stores": pa.schema(
+        [
+            ("id", pa.int64()),
+            ("name", pa.string()),
+            ("opened_at", pa.timestamp("us")),
+            ("tax_rate", pa.float64()),
+        ]
+    ),
+    "raw_customers": pa.schema([("id", pa.int64()), ("name", pa.string())]),
+    "raw_products": pa.schema(
+        [
+            ("sku", pa.string()),
+            ("name", pa.string()),
+            ("type", pa.string()),
+            ("price", pa.int64()),
+            ("description", pa.string()),
+        ]
+    ),
+    "raw_supplies": pa.schema(
+        [
+            ("id", pa.string()),
+            ("name", pa.string()),
+            ("cost", pa.int64()),
+            ("perishable", pa.bool_()),
+            ("sku", pa.string()),
+        ]
+    ),
+    "raw_orders": pa.schema(
+        [
+            ("id", pa.int64()),
+            ("customer", pa.int64()),
+            ("ordered_at", pa.timestamp("us")),
+            ("store_id", pa.int64()),
+            ("subtotal", pa.int64()),
+            ("tax_paid", pa.int64()),
+            ("order_total", pa.int64()),
+        ]
+    ),
+    "raw_items": pa.schema(
+        [
+            ("id", pa.int64()),
+            ("order_id", pa.int64()),
+            ("sku", pa.string()),
+            ("ordered_at", pa.timestamp("us")),
+        ]
+    ),
+}
+JAFFLE_KEYS: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "raw_stores": (("id",), None),
+    "raw_customers": (("id",), None),
+    "raw_products": (("sku",), None),
+    "raw_supplies": (("id", "sku"), None),
+    "raw_orders": (("id",), "ordered_at"),
+    "raw_items": (("id",), "ordered_at"),
+}
+
+
+def jaffle_shop_sources(
+    root: Path | str, formats: Sequence[tuple[str, Format]] = ()
+) -> list[Source]:
+    """The six jaffle-shop tables as the demo data generator writes them under `root`.
+
+    `root` may be a local folder or an `s3://`, `gs://` or `https://` prefix.
+    """
+    chosen = dict(formats) or default_formats()
+    sources = []
+    for table, schema in JAFFLE_SCHEMAS.items():
+        key, cursor = JAFFLE_KEYS[table]
+        fmt = chosen[table]
+        location = f"{str(root).rstrip('/')}/{table}.{fmt}"
+        sources.append(Source(table, location, fmt, schema, key, cursor))
+    return sources
+
+
+def default_formats() -> dict[str, Format]:
+    """Small tables as CSV; the large, incremental ones as Parquet sorted by their cursor."""
+    return {table: "parquet" if cursor else "csv" for table, (_, cursor) in JAFFLE_KEYS.items()}
