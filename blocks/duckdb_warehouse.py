@@ -90,7 +90,7 @@ class DuckDBWarehouse(Warehouse):
             {"memory_limit": self.memory_limit} if self.memory_limit else {}
         )
         self._connection = duckdb.connect(self.path, config=config)
-        self._connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self.raw_schema}")
+        self._create_raw_schema()
 
     def _close(self) -> None:
         if self._connection is not None:

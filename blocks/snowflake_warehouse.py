@@ -182,11 +182,11 @@ class SnowflakeWarehouse(Warehouse):
         if self._connector is not None:
             return
         connector = self.connector()
-        connection = connector.get_connection(
+        connector.get_connection(
             paramstyle="qmark", session_parameters={"QUERY_TAG": self.session_query_tag()}
         )
-        connection.cursor().execute(f"CREATE SCHEMA IF NOT EXISTS {self.raw_schema}")
         self._connector = connector
+        self._create_raw_schema()
 
     def _close(self) -> None:
         if self._connector is not None:

@@ -117,6 +117,14 @@ class Warehouse(Block, ABC):
         """`schema.table` for a table in the raw schema."""
         return f"{self.schema_name}.{table}"
 
+    def _create_raw_schema(self) -> None:
+        try:
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_name}")
+        except Exception as exc:
+            # Tasks opening connections at once can race to create it; losing is fine.
+            if "already exists" not in str(exc):
+                raise
+
     def _require_open(self) -> None:
         if not self.is_open:
             raise WarehouseNotOpenError(

@@ -180,6 +180,8 @@ def _conform(source: Source, file: str, batch: pa.RecordBatch) -> pa.RecordBatch
 def explain_arrow_error(exc: BaseException) -> str:
     """Arrow's parse error, with the fix; Arrow already names the row or column it choked on."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # Arrow wraps the useful part ("CSV parse error: Row #9: ...") in dataset boilerplate.
+    message = message.rsplit("Invalid: ", 1)[-1]
     if isinstance(exc, FileNotFoundError):
         return f"file not found ({message}); fix the source's location"
     return f"cannot read it: {message}; fix the file or the source declaration"

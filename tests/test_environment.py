@@ -22,6 +22,10 @@ from blocks import (
 from blocks.environment import MissingSettingError, environment_blocks
 from tests.conftest import REPO_ROOT
 
+BLOCK_TYPES = [
+    "snowflake-warehouse", "duckdb-warehouse", "dbt-cloud-transform", "dbt-core-transform",
+    "slack-alerts", "console-alerts", "elt-environment",
+]  # fmt: skip
 PRODUCTION = {
     "SNOWFLAKE_ACCOUNT": "myorg-prod",
     "SNOWFLAKE_USER": "ELT_LOADER",
@@ -112,12 +116,11 @@ def test_prefect_block_register_finds_the_installed_blocks_package() -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Successfully registered 7 blocks" in completed.stdout
     with get_client(sync_client=True) as client:
-        for slug in ("snowflake-warehouse", "duckdb-warehouse", "dbt-cloud-transform",
-                     "dbt-core-transform", "slack-alerts", "console-alerts", "elt-environment"):  # fmt: skip
+        for slug in BLOCK_TYPES:
             assert client.read_block_type_by_slug(slug).slug == slug
 
 
 @pytest.mark.usefixtures("prefect_api")
 def test_an_unknown_environment_says_how_to_create_it() -> None:
-    with pytest.raises(ValueError, match="No ELT environment named 'qa'.*make setup"):
+    with pytest.raises(ValueError, match=r"No ELT environment named 'qa'.*make setup"):
         load_environment("qa")

@@ -22,6 +22,7 @@ class ConnectionLog:
     """Every connection a warehouse block opened, so tests can count and inspect them."""
 
     opened: list[Any] = field(default_factory=list)
+    settings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def all_closed(self) -> bool:
@@ -42,6 +43,7 @@ def _counting(connect: Callable[..., Any], log: ConnectionLog) -> Callable[..., 
     def counted(*args: Any, **kwargs: Any) -> Any:
         connection = connect(*args, **kwargs)
         log.opened.append(connection)
+        log.settings.append(kwargs)
         return connection
 
     return counted

@@ -1,0 +1,293 @@
+"""extract_load on DuckDB and on Snowflake (fakesnow): atomic, idempotent, incremental loads."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+
+import flows.loading
+from blocks import ELTEnvironment, Warehouse
+from flows.demo_data import generate_jaffle_shop
+from flows.extract_load import ExtractLoadError, extract_load
+from flows.loading import LoadError
+from tests.support.warehouses import ConnectionLog
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+TABLES = ["raw_stores", "raw_customers", "raw_products", "raw_supplies", "raw_orders", "raw_items"]
+SMALL = {"orders_per_day_at_start": 40}
+
+
+@pytest.fixture
+def environment(warehouse: tuple[Warehouse, ConnectionLog]) -> Iterator[str]:
+    """An ELT environment whose warehouse is the block under test."""
+    block, _ = warehouse
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    block.save(name)
+    ELTEnvironment(warehouse=f"{block.get_block_type_slug()}/{name}").save(name)
+    yield name
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    generate_jaffle_shop(tmp_path / "jaffle", days=3, **SMALL)
+    return tmp_path / "jaffle"
+
+
+def counts(warehouse: Warehouse) -> dict[str, int]:
+    with warehouse.fresh() as own:
+        return {
+            t: own.query(f"SELECT COUNT(*) FROM {own.qualified(t)}")[0][0]
+            for t in TABLES
+            if own.table_exists(t)
+        }
+
+
+def parquet_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def expected_counts(data_dir: Path) -> dict[str, int]:
+    found = {}
+    for table in TABLES:
+        path = next(data_dir.glob(f"{table}.*"))
+        if path.suffix == ".parquet":
+            found[table] = parquet_rows(path)
+        else:
+            found[table] = len(path.read_text().splitlines()) - 1
+    return found
+
+
+def run(environment: str, data_dir: Path, **parameters: Any) -> Any:
+    return extract_load(environment=environment, data_dir=str(data_dir), **parameters)
+
+
+def test_loading_twice_counts_once(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    run(environment, data_dir)
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_incremental_run_after_new_days_loads_only_the_new_rows(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    first = {r.table: r for r in run(environment, data_dir)}
+    before = parquet_rows(data_dir / "raw_orders.parquet")
+    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    new_orders = parquet_rows(data_dir / "raw_orders.parquet") - before
+    second = {r.table: r for r in run(environment, data_dir)}
+    orders = second["raw_orders"]
+    assert orders.mode == "incremental"
+    assert orders.watermark_before == first["raw_orders"].watermark_after
+    assert orders.watermark_after > orders.watermark_before
+    assert orders.inserted == new_orders
+    # Only rows at or after the watermark are read again: the new ones plus its last instant.
+    assert new_orders <= orders.rows_read <= new_orders + 1
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_full_refresh_reloads_incremental_tables_from_scratch(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    results = {r.table: r for r in run(environment, data_dir, full_refresh=True)}
+    assert results["raw_items"].mode == "full refresh"
+    assert results["raw_items"].rows_read == parquet_rows(data_dir / "raw_items.parquet")
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_backfill_window_reloads_just_that_range(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    start, end = datetime(2025, 1, 2), datetime(2025, 1, 2, 23, 59, 59)
+    orders = pq.read_table(data_dir / "raw_orders.parquet")
+    in_window = pc.sum(
+        pc.and_(
+            pc.greater_equal(orders["ordered_at"], start), pc.less_equal(orders["ordered_at"], end)
+        )
+    ).as_py()
+    results = {
+        r.table: r for r in run(environment, data_dir, backfill_start=start, backfill_end=end)
+    }
+    assert results["raw_orders"].mode == "backfill"
+    assert results["raw_orders"].rows_read == in_window
+    assert results["raw_orders"].updated == in_window
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    before = counts(block)
+    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    real_publish = flows.loading.publish
+
+    def interrupted(warehouse: Warehouse, source: Any, staging: str, **kw: Any) -> Any:
+        if source.name == "raw_orders":
+            raise RuntimeError("connection lost before publish")
+        return real_publish(warehouse, source, staging, **kw)
+
+    monkeypatch.setattr(flows.loading, "publish", interrupted)
+    with pytest.raises(ExtractLoadError, match=r"1 of 6 tables failed.*raw_orders"):
+        run(environment, data_dir)
+    after = counts(block)
+    assert after["raw_orders"] == before["raw_orders"]
+    assert after["raw_items"] > before["raw_items"]  # the other tables still loaded
+    with block.fresh() as own:
+        leftovers = own.query(
+            "SELECT table_name FROM information_schema.tables WHERE LOWER(table_name) LIKE "
+            "'%staging%'"
+        )
+    assert leftovers == []
+    monkeypatch.setattr(flows.loading, "publish", real_publish)
+    run(environment, data_dir)
+    assert counts(block) == expected_counts(data_dir)
+
+
+def _rewrite_csv(path: Path, transform: Any) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(transform(lines)) + "\n")
+
+
+def _retype_subtotal(path: Path) -> None:
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("subtotal")
+    pq.write_table(
+        table.set_column(index, "subtotal", pc.cast(table["subtotal"], pa.string())), path
+    )
+
+
+BAD_INPUTS = {
+    "missing file": ("raw_products", lambda d: (d / "raw_products.csv").unlink(), "no file found"),
+    "malformed row": (
+        "raw_customers",
+        lambda d: _rewrite_csv(d / "raw_customers.csv", lambda ls: [*ls, '99,"Extra","field"']),
+        "Row #",
+    ),
+    "type changed": (
+        "raw_orders",
+        lambda d: _retype_subtotal(d / "raw_orders.parquet"),
+        "column 'subtotal' is string, declared int64",
+    ),
+    "new column": (
+        "raw_customers",
+        lambda d: _rewrite_csv(
+            d / "raw_customers.csv",
+            lambda ls: [ls[0] + ',"email"', *(line + ',"x@example.com"' for line in ls[1:])],
+        ),
+        "new ['email']",
+    ),
+    "dropped column": (
+        "raw_stores",
+        lambda d: _rewrite_csv(
+            d / "raw_stores.csv", lambda ls: [",".join(line.split(",")[:3]) for line in ls]
+        ),
+        "missing ['tax_rate']",
+    ),
+    "null primary key": (
+        "raw_customers",
+        lambda d: _rewrite_csv(d / "raw_customers.csv", lambda ls: [*ls, ',"No Id"']),
+        "null primary key (id)",
+    ),
+    "duplicate primary key": (
+        "raw_supplies",
+        lambda d: _rewrite_csv(d / "raw_supplies.csv", lambda ls: [*ls, ls[1]]),
+        "duplicate primary key (id, sku)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_its_table_with_a_clear_message_and_the_others_load(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    block, _ = warehouse
+    table, break_it, expected = BAD_INPUTS[case]
+    run(environment, data_dir)
+    before = counts(block)
+    broken = tmp_path / "broken"
+    shutil.copytree(data_dir, broken)
+    generate_jaffle_shop(broken, days=4, **SMALL)
+    break_it(broken)
+    with pytest.raises(ExtractLoadError) as failed:
+        run(environment, broken)
+    message = str(failed.value)
+    assert "1 of 6 tables failed" in message
+    assert table in message and expected in message
+    assert str(broken) in message  # names the file
+    after = counts(block)
+    assert after[table] == before[table]
+    assert after["raw_items"] > before["raw_items"]
+
+
+def test_load_error_names_table_and_fix() -> None:
+    error = LoadError("raw_orders", "duplicate primary key (id) in x.csv: id=1 (2 times)")
+    assert str(error).startswith("raw_orders: duplicate primary key")
+
+
+def test_default_mode_opens_exactly_one_connection(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    _, connections = warehouse
+    run(environment, data_dir)
+    assert len(connections.opened) == 1
+    assert connections.all_closed
+
+
+def test_parallel_mode_opens_one_connection_per_table_and_closes_them(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, connections = warehouse
+    run(environment, data_dir, parallel=True)
+    assert len(connections.opened) == len(TABLES)
+    assert connections.all_closed
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_each_run_publishes_a_markdown_summary_artifact(environment: str, data_dir: Path) -> None:
+    run(environment, data_dir)
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()  # type: ignore[attr-defined]
+    summaries = [a for a in artifact if a.key == "extract-load-summary"]
+    assert summaries, "no extract-load-summary artifact"
+    markdown = str(summaries[0].data)
+    assert "| raw_orders | incremental |" in markdown
+    assert "watermark after" in markdown
+
+
+@pytest.mark.parametrize("warehouse", ["snowflake"], indirect=True)
+def test_snowflake_sessions_carry_a_query_tag_naming_the_flow_run(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    _, connections = warehouse
+    extract_load.with_options(flow_run_name="nightly-load-42")(
+        environment=environment, data_dir=str(data_dir)
+    )
+    tag = connections.settings[0]["session_parameters"]["QUERY_TAG"]
+    assert tag == "prefect-elt:nightly-load-42"
