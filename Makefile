@@ -31,8 +31,8 @@ install: $(UV) ## Create .venv from uv.lock (idempotent)
 
 browser: ## Install Debian's Chromium for the UI tests when missing
 	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "chromium is missing and apt needs root: UI tests will be skipped (sudo apt-get install chromium)"; fi; }
 
 test: install browser ## Run the test suite (installs first)

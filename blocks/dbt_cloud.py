@@ -67,7 +67,7 @@ class DbtCloudTransform(DbtCloudCredentials):
         le=5,
     )
     artifacts: list[str] = Field(
-        default_factory=lambda: ["run_results.json", "manifest.json"],
+        default=["run_results.json", "manifest.json"],
         title="Artifacts to publish",
         description="Run artifacts to link in the Prefect UI, e.g. `run_results.json`, "
         "`manifest.json`, `catalog.json`, `sources.json`.",

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from prefect.blocks.core import Block
 from prefect.exceptions import ObjectNotFound
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from blocks._validation import BLOCK_REFERENCE_PATTERN
 from blocks.alerts import AlertSink, ConsoleAlerts, SlackAlerts
@@ -90,9 +90,34 @@ def load_environment(name: str) -> ELTEnvironment:
         ) from exc
 
 
+class InvalidBlockDocumentError(ValueError):
+    """A saved block document holds values its block type refuses (e.g. typed into the UI)."""
+
+
+def load_block(reference: str) -> Block:
+    """Load `block-type/name`, turning invalid stored values into a message naming the fix."""
+    try:
+        block: Block = Block.load(reference, _sync=True)  # type: ignore[call-arg,assignment]
+    except RuntimeError as exc:
+        # Prefect wraps the block type's ValidationError in a RuntimeError.
+        if not isinstance(exc.__cause__, ValidationError):
+            raise
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.__cause__.errors()
+        )
+        raise InvalidBlockDocumentError(
+            f"Block document {reference!r} has invalid values: {problems}. "
+            "Fix them in the Prefect UI (Blocks) or rerun `make setup`."
+        ) from exc
+    return block
+
+
 def _load(reference: str, expected: type[B] | tuple[type[Block], ...], role: str) -> Any:
     try:
-        block = Block.load(reference)
+        block = load_block(reference)
+    except InvalidBlockDocumentError:
+        raise
     except (ValueError, ObjectNotFound) as exc:
         fallback = _local_fallback(reference)
         if fallback is not None:
@@ -113,6 +138,20 @@ def _local_fallback(reference: str) -> Block | None:
         "console-alerts/local": ConsoleAlerts(),
     }
     return defaults.get(reference)
+
+
+BLOCK_TYPES: tuple[type[Block], ...] = (
+    DuckDBWarehouse, SnowflakeWarehouse, DbtCoreTransform, DbtCloudTransform, ConsoleAlerts,
+    SlackAlerts, ELTEnvironment,
+)  # fmt: skip
+
+
+def register_block_types() -> list[str]:
+    """Register every block type of this project with the current Prefect API; return slugs."""
+    for block_type in BLOCK_TYPES:
+        # _sync: callers may run inside an event loop (Playwright's sync API, notebooks).
+        block_type.register_type_and_schema(_sync=True)  # type: ignore[call-arg]
+    return [block_type.get_block_type_slug() for block_type in BLOCK_TYPES]
 
 
 class MissingSettingError(ValueError):

@@ -10,26 +10,7 @@ import argparse
 import os
 import sys
 
-from prefect.blocks.core import Block
-
-import blocks
-from blocks.environment import MissingSettingError, environment_blocks
-
-
-def register_block_types() -> list[str]:
-    """Register every block type in the `blocks` package; return their slugs."""
-    slugs = []
-    for name in blocks.__all__:
-        candidate = getattr(blocks, name)
-        if isinstance(candidate, type) and Block.is_block_class(candidate):
-            try:
-                candidate.register_type_and_schema()
-            except Exception as exc:  # abstract interfaces refuse registration
-                if "interface class" in str(exc):
-                    continue
-                raise
-            slugs.append(candidate.get_block_type_slug())
-    return slugs
+from blocks.environment import MissingSettingError, environment_blocks, register_block_types
 
 
 def save_environment(name: str) -> dict[str, str]:

@@ -19,12 +19,25 @@ pytest_plugins = ["tests.support.warehouses"]
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    """A throwaway Prefect API (SQLite) for tests that run flows or save blocks."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Prefect server (API and UI, SQLite) for the whole session; yields its API URL."""
+    from tests.support.prefect_server import running_prefect_server
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-home")) as api_url:
+        yield api_url
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server: str) -> Iterator[str]:
+    """Point this process's Prefect client at the session's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        yield prefect_server
+        # Ship buffered run logs while the server is still up.
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
 
 
 def _rsa_pem(passphrase: bytes | None) -> str:
