@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from prefect import runtime
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
@@ -15,8 +14,18 @@ from blocks import Alert, AlertSink, load_environment
 
 logger = logging.getLogger("prefect.elt.alerts")
 
-# Flow runs whose failure a task hook already reported, so the flow hook stays quiet.
-_reported_flow_runs: set[UUID] = set()
+# Root flow runs already alerted for: a failing task, its subflow and the parent flow are one
+# failure, so only the first hook to see it posts.
+_alerted_root_runs: set[str] = set()
+
+
+def first_alert_for_this_run(flow_run: FlowRun) -> bool:
+    """True once per root flow run (subflows share their parent's root)."""
+    root = str(runtime.flow_run.root_flow_run_id or flow_run.id)
+    if root in _alerted_root_runs:
+        return False
+    _alerted_root_runs.add(root)
+    return True
 
 
 def failure_reason(state: State) -> str:
@@ -67,10 +76,8 @@ def build_alert(flow_name: str, flow_run: FlowRun, state: State, failing_task: s
 
 def alert_on_flow_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
     """`on_failure` / `on_crashed` hook for flows: one alert unless a task already sent it."""
-    if flow_run.id in _reported_flow_runs:
-        _reported_flow_runs.discard(flow_run.id)
-        return
-    deliver(flow_run, build_alert(flow.name, flow_run, state))
+    if first_alert_for_this_run(flow_run):
+        deliver(flow_run, build_alert(flow.name, flow_run, state))
 
 
 def alert_on_task_failure(task: Any, task_run: TaskRun, state: State) -> None:
@@ -79,9 +86,9 @@ def alert_on_task_failure(task: Any, task_run: TaskRun, state: State) -> None:
     if context is None or context.flow_run is None:
         return
     flow_run = context.flow_run
-    alert = build_alert(context.flow.name if context.flow else "", flow_run, state, task_run.name)
-    deliver(flow_run, alert)
-    _reported_flow_runs.add(flow_run.id)
+    if first_alert_for_this_run(flow_run):
+        flow_name = context.flow.name if context.flow else ""
+        deliver(flow_run, build_alert(flow_name, flow_run, state, task_run.name))
 
 
 FLOW_HOOKS: dict[str, Any] = {

@@ -19,9 +19,15 @@ from blocks import DbtCoreTransform, Warehouse
 class DbtCoreError(RuntimeError):
     """dbt Core reported failing nodes (or could not run); names them."""
 
-    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        failures: list[str] | None = None,
+        run_results: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.failures = failures or []
+        self.run_results = run_results or {}
 
 
 @dataclass
@@ -95,7 +101,7 @@ def run_dbt_core(
     if not outcome.success:
         failures = result.failures
         detail = "; ".join(failures) if failures else str(outcome.exception or "see the dbt log")
-        raise DbtCoreError(f"dbt {' '.join(command[:1])} failed: {detail}", failures)
+        raise DbtCoreError(f"dbt {command[0]} failed: {detail}", failures, result.run_results)
     return result
 
 

@@ -11,6 +11,7 @@ from prefect.cache_policies import NONE
 from prefect.states import State
 
 from blocks import Warehouse, load_environment
+from flows.alerting import FLOW_HOOKS, alert_on_task_failure
 from flows.loading import LoadWindow, TableLoad, describe_failure, load_source
 from flows.sources import Source, jaffle_shop_sources
 
@@ -21,7 +22,12 @@ class ExtractLoadError(RuntimeError):
     """One or more tables failed to load; the others were loaded."""
 
 
-@task(name="load-table", task_run_name="load {source.name}", cache_policy=NONE)
+@task(
+    name="load-table",
+    task_run_name="load {source.name}",
+    cache_policy=NONE,
+    on_failure=[alert_on_task_failure],
+)
 def load_table(
     warehouse: Warehouse,
     source: Source,
@@ -35,7 +41,12 @@ def load_table(
     )
 
 
-@task(name="load-table-own-connection", task_run_name="load {source.name}", cache_policy=NONE)
+@task(
+    name="load-table-own-connection",
+    task_run_name="load {source.name}",
+    cache_policy=NONE,
+    on_failure=[alert_on_task_failure],
+)
 def load_table_own_connection(
     warehouse: Warehouse,
     source: Source,
@@ -50,7 +61,7 @@ def load_table_own_connection(
         )
 
 
-@flow(name="extract-load", log_prints=True)
+@flow(name="extract-load", log_prints=True, **FLOW_HOOKS)
 def extract_load(
     environment: str = "local",
     data_dir: str = DEFAULT_DATA_DIR,
