@@ -12,11 +12,13 @@ from prefect.blocks.core import Block
 from prefect.settings import PREFECT_UI_URL
 from prefect_slack import SlackWebhook
 from pydantic import BaseModel, Field, SecretStr, field_validator
+from slack_sdk.webhook import WebhookClient
 
 # Slack mention tokens: a user, a user group, or @here / @channel.
 MENTION_PATTERN = r"^(\s*(<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>|<!here>|<!channel>))*\s*$"
 UI_URL_PATTERN = r"^(|https?://\S+)$"
 REASON_LIMIT = 1500
+SEND_TIMEOUT_SECONDS = 10
 
 logger = logging.getLogger("prefect.elt.alerts")
 
@@ -132,9 +134,9 @@ class SlackAlerts(SlackWebhook, AlertSink):
         return value.strip()
 
     def send(self, alert: Alert) -> None:
-        response = self.get_client(sync_client=True).send(
-            text=self.headline(alert), blocks=slack_blocks(self, alert)
-        )
+        # SlackWebhook's client waits 30 s; an alert must not hold a failing run that long.
+        client = WebhookClient(url=self.url.get_secret_value(), timeout=SEND_TIMEOUT_SECONDS)
+        response = client.send(text=self.headline(alert), blocks=slack_blocks(self, alert))
         if response.status_code >= 400:
             raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +15,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from blocks._validation import IDENTIFIER_PATTERN, check_identifier
 from blocks.warehouse import Dialect, TableData, Warehouse
 
+_OPEN_LOCK = threading.Lock()
 MEMORY_LIMIT_PATTERN = r"^(|\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))$"
 
 
@@ -89,7 +91,10 @@ class DuckDBWarehouse(Warehouse):
         config: dict[str, str | bool | int | float | list[str]] = (
             {"memory_limit": self.memory_limit} if self.memory_limit else {}
         )
-        self._connection = duckdb.connect(self.path, config=config)
+        # DuckDB shares one database instance per file in a process; opening it from several
+        # threads at once races ("Unique file handle conflict"), so opens take turns.
+        with _OPEN_LOCK:
+            self._connection = duckdb.connect(self.path, config=config)
         self._create_raw_schema()
 
     def _close(self) -> None:

@@ -117,12 +117,23 @@ class Warehouse(Block, ABC):
         """`schema.table` for a table in the raw schema."""
         return f"{self.schema_name}.{table}"
 
+    def _schema_exists(self) -> bool:
+        return bool(
+            self.query(
+                "SELECT COUNT(*) FROM information_schema.schemata "
+                "WHERE UPPER(schema_name) = UPPER(?)",
+                [self.schema_name],
+            )[0][0]
+        )
+
     def _create_raw_schema(self) -> None:
+        if self._schema_exists():
+            return
         try:
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_name}")
-        except Exception as exc:
-            # Tasks opening connections at once can race to create it; losing is fine.
-            if "already exists" not in str(exc):
+        except Exception:
+            # Mapped tasks opening connections at once race to create it; losing is fine.
+            if not self._schema_exists():
                 raise
 
     def _require_open(self) -> None:

@@ -10,6 +10,7 @@ from prefect import flow
 from blocks import DbtCoreTransform, load_environment
 from flows.alerting import FLOW_HOOKS
 from flows.dbt_artifacts import counts, publish_links, publish_run_results
+from flows.dbt_cloud import run_dbt_cloud_job
 from flows.dbt_core import run_dbt_core
 
 
@@ -43,8 +44,6 @@ def transform(environment: str = "local") -> TransformResult:
             key="dbt-core",
         )  # fmt: skip
         return TransformResult("dbt Core", counts(run_results), run_results=run_results)
-    from flows.dbt_cloud import run_dbt_cloud_job
-
     cloud = run_dbt_cloud_job(runner)
     return TransformResult("dbt Cloud", counts(cloud.run_results), cloud.run_url, cloud.run_results)
 

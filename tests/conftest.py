@@ -15,7 +15,7 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["tests.support.warehouses"]
+pytest_plugins = ["tests.support.warehouses", "tests.support.dbt_cloud"]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,9 +41,12 @@ def _is_closed(connection: Any) -> bool:
     return bool(connection.is_closed())
 
 
-def _counting(connect: Callable[..., Any], log: ConnectionLog) -> Callable[..., Any]:
+def _counting(
+    connect: Callable[..., Any], log: ConnectionLog, lock: threading.Lock | None = None
+) -> Callable[..., Any]:
     def counted(*args: Any, **kwargs: Any) -> Any:
-        connection = connect(*args, **kwargs)
+        with lock or contextlib.nullcontext():
+            connection = connect(*args, **kwargs)
         log.opened.append(connection)
         log.settings.append(kwargs)
         return connection
@@ -63,7 +68,9 @@ def fakesnow_warehouse(private_key_pem: str) -> Iterator[tuple[Warehouse, Connec
     log = ConnectionLog()
     with fakesnow.patch():
         # Not monkeypatch: its undo would run after fakesnow's and leave the fake installed.
-        counted = _counting(snowflake.connector.connect, log)
+        # fakesnow creates the database on connect and races with itself when mapped tasks
+        # connect at once (real Snowflake doesn't), so the stand-in's connects take turns.
+        counted = _counting(snowflake.connector.connect, log, threading.Lock())
         with mock.patch.object(snowflake.connector, "connect", counted):
             yield (
                 SnowflakeWarehouse(

@@ -1,0 +1,162 @@
+"""Failures alert once, as valid Block Kit, through a real HTTP receiver standing in for Slack."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from pytest_httpserver import HTTPServer
+from slack_sdk.models.blocks import Block as SlackBlock
+from werkzeug import Request, Response
+
+import blocks.alerts
+from blocks import DuckDBWarehouse, ELTEnvironment, SlackAlerts
+from flows.alerting import FLOW_HOOKS, alert_on_task_failure
+from flows.demo_data import generate_jaffle_shop
+from flows.extract_load import extract_load
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+SECRET_IN_URL = "T0/B0/not-to-be-seen"
+
+
+@pytest.fixture
+def slack(httpserver: HTTPServer) -> Iterator[list[dict[str, Any]]]:
+    """Messages the fake Slack webhook received."""
+    received: list[dict[str, Any]] = []
+
+    def handle(request: Request) -> Response:
+        received.append(json.loads(request.data))
+        return Response("ok")
+
+    httpserver.expect_request(f"/services/{SECRET_IN_URL}").respond_with_handler(handle)
+    yield received
+
+
+def slack_environment(tmp_path: Path, webhook_url: str) -> str:
+    name = f"alerts-{uuid.uuid4().hex[:8]}"
+    DuckDBWarehouse(path=str(tmp_path / "w.duckdb")).save(name)
+    SlackAlerts(
+        url=webhook_url, environment_label="staging", mention="<!here>",
+        prefect_ui_url="http://127.0.0.1:4200",
+    ).save(name)  # fmt: skip
+    ELTEnvironment(warehouse=f"duckdb-warehouse/{name}", alerts=f"slack-alerts/{name}").save(name)
+    return name
+
+
+@pytest.fixture
+def environment(tmp_path: Path, httpserver: HTTPServer) -> str:
+    return slack_environment(tmp_path, httpserver.url_for(f"/services/{SECRET_IN_URL}"))
+
+
+@task(cache_policy=NONE, on_failure=[alert_on_task_failure])
+def flaky_step() -> None:
+    raise ValueError("the upstream API answered 503")
+
+
+@flow(name="alert-on-task", **FLOW_HOOKS)
+def flow_with_failing_task(environment: str) -> None:
+    flaky_step()
+
+
+@flow(name="alert-on-flow", **FLOW_HOOKS)
+def failing_flow(environment: str) -> None:
+    raise RuntimeError("nothing to transform: raw schema is empty")
+
+
+@flow(name="alert-on-timeout", timeout_seconds=1, **FLOW_HOOKS)
+def slow_flow(environment: str) -> None:
+    time.sleep(5)
+
+
+def texts(message: dict[str, Any]) -> str:
+    return json.dumps(message)
+
+
+def assert_valid_block_kit(message: dict[str, Any]) -> None:
+    for raw in message["blocks"]:
+        parsed = SlackBlock.parse(raw)
+        assert parsed is not None, raw
+        parsed.validate_json()
+
+
+def test_a_failing_task_posts_exactly_one_alert_naming_the_task(
+    environment: str, slack: list[dict[str, Any]]
+) -> None:
+    state = flow_with_failing_task(environment, return_state=True)
+    assert state.is_failed()
+    assert len(slack) == 1
+    message = slack[0]
+    assert_valid_block_kit(message)
+    body = texts(message)
+    run_link = f"http://127.0.0.1:4200/runs/flow-run/{state.state_details.flow_run_id}"
+    for expected in ("[staging] Failed", "alert-on-task", "flaky_step", "ValueError",
+                     "the upstream API answered 503", "<!here>", run_link):  # fmt: skip
+        assert expected in body
+    assert SECRET_IN_URL not in body
+
+
+def test_a_failing_flow_posts_exactly_one_alert(
+    environment: str, slack: list[dict[str, Any]]
+) -> None:
+    failing_flow(environment, return_state=True)
+    assert len(slack) == 1
+    assert "nothing to transform" in texts(slack[0])
+    assert_valid_block_kit(slack[0])
+
+
+def test_a_flow_that_times_out_posts_exactly_one_alert(
+    environment: str, slack: list[dict[str, Any]]
+) -> None:
+    state = slow_flow(environment, return_state=True)
+    assert state.name == "TimedOut"
+    assert len(slack) == 1
+    assert "TimedOut" in texts(slack[0])
+
+
+def test_failed_table_loads_and_the_failed_flow_are_one_alert(
+    environment: str, slack: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    data = tmp_path / "jaffle"
+    generate_jaffle_shop(data, days=2, orders_per_day_at_start=20)
+    (data / "raw_products.csv").unlink()
+    state = extract_load(environment=environment, data_dir=str(data), return_state=True)
+    assert state.is_failed()
+    assert len(slack) == 1
+    assert "raw_products" in texts(slack[0]) and "no file found" in texts(slack[0])
+
+
+@pytest.mark.parametrize("webhook", ["answers 500", "hangs"])
+def test_a_broken_webhook_never_changes_the_runs_own_failure(
+    tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, webhook: str
+) -> None:
+    monkeypatch.setattr(blocks.alerts, "SEND_TIMEOUT_SECONDS", 1)
+    if webhook == "answers 500":
+        httpserver.expect_request("/broken").respond_with_data("boom", status=500)
+    else:
+        httpserver.expect_request("/broken").respond_with_handler(
+            lambda request: (time.sleep(3), Response("late"))[1]
+        )
+    environment = slack_environment(tmp_path, httpserver.url_for("/broken"))
+    state = failing_flow(environment, return_state=True)
+    assert state.is_failed()
+    assert "nothing to transform: raw schema is empty" in (state.message or "")
+
+
+def test_without_slack_the_alert_goes_to_the_console(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"console-{uuid.uuid4().hex[:8]}"
+    ELTEnvironment(warehouse="duckdb-warehouse/local").save(name)
+    with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
+        failing_flow(name, return_state=True)
+    alerts = [r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts"]
+    assert len(alerts) == 1
+    assert "[local] Failed: alert-on-flow" in alerts[0]
+    assert "nothing to transform" in alerts[0]

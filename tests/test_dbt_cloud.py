@@ -1,0 +1,166 @@
+"""dbt Cloud jobs through prefect-dbt's client, against a local HTTPS dbt Cloud stand-in."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from pytest_httpserver import HTTPServer
+
+import flows.dbt_cloud
+from blocks import DbtCloudTransform, ELTEnvironment
+from flows.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
+from flows.transform import transform
+from tests.support.dbt_cloud import ACCOUNT, JOB, PROJECT, FakeDbtCloud
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+API_KEY = "dbtc_never_in_messages"
+RESULTS = {
+    "results": [
+        {"unique_id": "model.jaffle_shop.orders", "status": "success", "execution_time": 1.2},
+        {"unique_id": "test.jaffle_shop.unique_orders_order_id", "status": "fail",
+         "execution_time": 0.3, "message": "Got 2 results, configured to fail if != 0"},
+    ]
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flows.dbt_cloud, "BACKOFF_SECONDS", 0.05)
+
+
+@pytest.fixture
+def block(dbt_cloud_server: tuple[HTTPServer, Path]) -> DbtCloudTransform:
+    server, _ = dbt_cloud_server
+    return DbtCloudTransform(
+        api_key=API_KEY, account_id=ACCOUNT, job_id=JOB, domain=f"127.0.0.1:{server.port}",
+        poll_interval_seconds=1, timeout_seconds=60,
+    )  # fmt: skip
+
+
+@flow
+def cloud_flow(block: DbtCloudTransform) -> Any:
+    return run_dbt_cloud_job(block)
+
+
+def test_a_successful_run_returns_results_and_publishes_artifacts(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud
+) -> None:
+    dbt_cloud.run_results = {"results": RESULTS["results"][:1]}
+    result = cloud_flow(block)
+    assert result.run_url.endswith(f"/deploy/{ACCOUNT}/projects/{PROJECT}/runs/{result.run_id}")
+    assert result.run_results["results"][0]["unique_id"] == "model.jaffle_shop.orders"
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_latest_artifacts()}  # type: ignore[attr-defined]
+    assert {"dbt-cloud-run", "dbt-cloud-artifacts", "dbt-cloud-results"} <= keys
+
+
+@pytest.mark.parametrize(("status", "word"), [(20, "errored"), (30, "was cancelled")])
+def test_a_failed_run_names_the_run_url_and_the_failing_tests(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud, status: int, word: str
+) -> None:
+    dbt_cloud.statuses, dbt_cloud.run_results = [3, status], RESULTS
+    with pytest.raises(DbtCloudError) as failed:
+        cloud_flow(block)
+    message = str(failed.value)
+    assert word in message
+    assert "test.jaffle_shop.unique_orders_order_id" in message
+    assert f"/deploy/{ACCOUNT}/projects/{PROJECT}/runs/" in message
+    assert API_KEY not in message
+
+
+def test_a_run_past_its_timeout_fails_with_the_run_url(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud
+) -> None:
+    dbt_cloud.statuses = [3]
+    slow = block.model_copy(update={"timeout_seconds": 60})
+    slow.timeout_seconds = 2  # below the block's minimum on purpose: keep the test short
+    with pytest.raises(DbtCloudError, match=r"did not finish within 2 s.*runs/"):
+        cloud_flow(slow)
+
+
+@pytest.mark.parametrize("hiccup", [404, 429, 500, 503])
+def test_transient_answers_are_retried_with_backoff(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud, hiccup: int
+) -> None:
+    dbt_cloud.run_results = {"results": []}
+    dbt_cloud.hiccups = [hiccup, hiccup]
+    if hiccup == 404:  # a 404 is retried only after the trigger, when polling
+        dbt_cloud.hiccups = []
+        run_id = flows.dbt_cloud.trigger_or_resume(block, force_new_run=True)
+        dbt_cloud.hiccups = [404, 404]
+        assert flows.dbt_cloud.wait_for_run(block, run_id)["status"] == 10
+    else:
+        assert cloud_flow(block).run_id > 0
+    assert dbt_cloud.count("GET /api") + dbt_cloud.count("POST /api") >= 3
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_api_key_fails_at_once_naming_the_account(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud, status: int
+) -> None:
+    dbt_cloud.auth_status = status
+    with pytest.raises(DbtCloudAuthError) as refused:
+        cloud_flow(block)
+    message = str(refused.value)
+    assert f"account {ACCOUNT}" in message and "API key" in message
+    assert API_KEY not in message
+    assert len(dbt_cloud.calls) == 1
+
+
+def test_a_retried_flow_resumes_the_run_it_triggered(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud
+) -> None:
+    dbt_cloud.statuses, dbt_cloud.run_results = [3, 3, 10], {"results": []}
+    attempts: list[int] = []
+
+    @flow(retries=1)
+    def crashes_once_after_trigger(block: DbtCloudTransform) -> int:
+        flows.dbt_cloud.trigger_or_resume(block)
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("pod evicted while waiting for dbt Cloud")
+        return run_dbt_cloud_job(block).run_id
+
+    run_id = crashes_once_after_trigger(block)
+    assert len(attempts) == 2
+    assert dbt_cloud.count("POST /api/v2/accounts/4242/jobs/77/run/") == 1
+    assert run_id == dbt_cloud.next_run_id
+
+
+def test_failed_steps_are_rerun_when_the_block_asks(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud
+) -> None:
+    dbt_cloud.statuses, dbt_cloud.run_results = [3, 20], {"results": []}
+    retrying = block.model_copy(update={"failed_steps_retries": 1})
+    result = cloud_flow(retrying)
+    assert dbt_cloud.count("POST /api/v2/accounts/4242/runs/") == 1  # the /retry/ call
+    assert result.run_id == dbt_cloud.next_run_id
+
+
+def test_api_calls_stay_within_duration_over_interval_plus_five(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud
+) -> None:
+    dbt_cloud.statuses, dbt_cloud.run_results = [1, 2, 3, 3, 10], {"results": []}
+    started = time.monotonic()
+    cloud_flow(block)
+    duration = time.monotonic() - started
+    assert len(dbt_cloud.calls) <= duration / block.poll_interval_seconds + 5
+
+
+def test_the_transform_flow_runs_dbt_cloud_when_the_environment_says_so(
+    block: DbtCloudTransform, dbt_cloud: FakeDbtCloud
+) -> None:
+    dbt_cloud.run_results = {"results": RESULTS["results"][:1]}
+    name = f"cloud-{uuid.uuid4().hex[:8]}"
+    block.save(name)
+    ELTEnvironment(transform=f"dbt-cloud-transform/{name}").save(name)
+    result = transform(environment=name)
+    assert result.runner == "dbt Cloud"
+    assert result.counts["models"] == 1
+    assert result.run_url.startswith("https://")

@@ -1,0 +1,100 @@
+"""The main job end to end on the embedded default: load, dbt build and test, artifacts, alerts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+
+from blocks import ConsoleAlerts, DbtCoreTransform, DuckDBWarehouse, ELTEnvironment
+from flows.demo_data import generate_jaffle_shop
+from flows.elt import elt
+from flows.transform import transform
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[str, Any]:
+    """A local environment of its own: DuckDB file, the repository's dbt project, console alerts."""
+    root = tmp_path_factory.mktemp("elt")
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
+    warehouse.save(name)
+    DbtCoreTransform(project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"),
+                     threads=2).save(name)  # fmt: skip
+    ConsoleAlerts(environment_label="e2e").save(name)
+    ELTEnvironment(warehouse=f"duckdb-warehouse/{name}", transform=f"dbt-core-transform/{name}",
+                   alerts=f"console-alerts/{name}").save(name)  # fmt: skip
+    data = root / "jaffle"
+    generate_jaffle_shop(data, days=5, orders_per_day_at_start=60)
+    loads, built = elt(environment=name, data_dir=str(data))
+    return {"name": name, "warehouse": warehouse, "data": data, "loads": loads, "built": built}
+
+
+def query(warehouse: DuckDBWarehouse, sql: str) -> list[tuple[Any, ...]]:
+    with warehouse.fresh() as own:
+        return own.query(sql)
+
+
+def latest_artifact(key: str) -> Any:
+    with get_client(sync_client=True) as client:
+        found = [a for a in client.read_latest_artifacts() if a.key == key]  # type: ignore[attr-defined]
+    assert found, f"no artifact {key!r}"
+    return found[0]
+
+
+def test_marts_have_one_row_per_generated_order_item_and_customer(
+    environment: dict[str, Any],
+) -> None:
+    warehouse, data = environment["warehouse"], environment["data"]
+    orders = pq.ParquetFile(data / "raw_orders.parquet").metadata.num_rows
+    items = pq.ParquetFile(data / "raw_items.parquet").metadata.num_rows
+    customers = len((data / "raw_customers.csv").read_text().splitlines()) - 1
+    assert query(warehouse, "SELECT COUNT(*) FROM analytics.orders") == [(orders,)]
+    assert query(warehouse, "SELECT COUNT(*) FROM analytics.order_items") == [(items,)]
+    assert query(warehouse, "SELECT COUNT(*) FROM analytics.customers") == [(customers,)]
+    assert query(warehouse, "SELECT SUM(count_lifetime_orders) FROM analytics.customers") == [
+        (orders,)
+    ]
+
+
+def test_dbt_built_every_model_and_passed_every_test(environment: dict[str, Any]) -> None:
+    built = environment["built"]
+    assert built.runner == "dbt Core"
+    assert built.counts["models"] == 12
+    assert built.counts["tests_passed"] >= 40
+    assert built.counts["tests_failed"] == 0
+
+
+def test_the_run_publishes_summary_and_dbt_results_artifacts(environment: dict[str, Any]) -> None:
+    summary = str(latest_artifact("elt-summary").data)
+    assert "12 models built" in summary and "| raw_orders | incremental |" in summary
+    results = latest_artifact("dbt-core-results").data
+    assert "model.jaffle_shop.customers" in str(results)
+
+
+def test_a_broken_dbt_test_fails_the_flow_alerts_once_and_lists_the_test_first(
+    environment: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    warehouse = environment["warehouse"]
+    with warehouse.fresh() as own:
+        own.execute("INSERT INTO raw.raw_orders SELECT * FROM raw.raw_orders LIMIT 1")
+    try:
+        with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
+            state = transform(environment=environment["name"], return_state=True)
+    finally:
+        with warehouse.fresh() as own:
+            own.execute(
+                "DELETE FROM raw.raw_orders WHERE id = (SELECT MIN(id) FROM raw.raw_orders)"
+            )
+    assert state.is_failed()
+    assert "unique_stg_orders_order_id" in (state.message or "")
+    alerts = [r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts"]
+    assert len(alerts) == 1 and "unique_stg_orders_order_id" in alerts[0]
+    first = latest_artifact("dbt-core-results").data
+    assert "unique_stg_orders_order_id" in str(first).split("},")[0]
