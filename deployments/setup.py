@@ -10,16 +10,18 @@ import argparse
 import os
 import sys
 
+from automations import apply_automations
+
+from blocks import SlackAlerts
 from blocks.environment import MissingSettingError, environment_blocks, register_block_types
 
 
 def save_environment(name: str) -> dict[str, str]:
     """Create or update the block documents of environment `name`; return slug → document."""
-    saved = {}
-    for slug, block in environment_blocks(name, os.environ).items():
+    documents = environment_blocks(name, os.environ)
+    for block in documents.values():
         block.save(name, overwrite=True)
-        saved[slug] = f"{slug}/{name}"
-    return saved
+    return {slug: f"{slug}/{name}" for slug in documents}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Environment {args.environment!r} uses:")
     for slug, document in saved.items():
         print(f"  {slug:<22} {document}")
+    if SlackAlerts.get_block_type_slug() in saved:
+        print("Automations applied: " + ", ".join(apply_automations(args.environment)))
+    else:
+        print("Automations: skipped, alerts go to the console (they need SLACK_WEBHOOK_URL)")
     return 0
 
 

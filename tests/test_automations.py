@@ -1,0 +1,109 @@
+"""Automations declared in deployments/ back the hooks up: applied once, and fire on a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from blocks import ELTEnvironment, SlackAlerts
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "deployments"))
+from automations import apply_automations, automation_name
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture
+def slack_environment(httpserver: HTTPServer) -> tuple[str, list[dict[str, Any]]]:
+    received: list[dict[str, Any]] = []
+
+    def handle(request: Request) -> Response:
+        received.append(json.loads(request.data))
+        return Response("ok")
+
+    httpserver.expect_request("/automation-hook").respond_with_handler(handle)
+    name = f"auto-{uuid.uuid4().hex[:8]}"
+    SlackAlerts(url=httpserver.url_for("/automation-hook"), environment_label=name).save(name)
+    ELTEnvironment(alerts=f"slack-alerts/{name}").save(name)
+    return name, received
+
+
+def test_applying_the_automations_twice_leaves_one_of_each(
+    slack_environment: tuple[str, list[dict[str, Any]]],
+) -> None:
+    environment, _ = slack_environment
+    first = apply_automations(environment)
+    second = apply_automations(environment)
+    assert first == second and len(first) == 3
+    with get_client(sync_client=True) as client:
+        for name in first:
+            assert len(client.read_automations_by_name(name)) == 1
+        optional = client.read_automations_by_name(automation_name(environment, "every-failed-run"))
+    assert optional[0].enabled is False
+
+
+def wait_for(condition: Any, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_flow_process_killed_from_outside_alerts_once_through_the_automation(
+    slack_environment: tuple[str, list[dict[str, Any]]], prefect_api: str
+) -> None:
+    environment, received = slack_environment
+    apply_automations(environment)
+    runner = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "tests/support/crashing_flow.py"), environment],
+        env={**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with get_client(sync_client=True) as client:
+            deployment = wait_for(
+                lambda: _deployment(client, "extract-load/crash-test"), 90, "the served deployment"
+            )
+            flow_run = client.create_flow_run_from_deployment(deployment.id)
+            wait_for(
+                lambda: client.read_flow_run(flow_run.id).state_name == "Running", 90, "Running"
+            )
+            flow_process = wait_for(lambda: _children(runner.pid), 30, "the flow's process")
+            for pid in flow_process:
+                os.kill(pid, signal.SIGKILL)  # as an OOM kill would: no hook can run
+            wait_for(
+                lambda: client.read_flow_run(flow_run.id).state_name == "Crashed", 60, "Crashed"
+            )
+        wait_for(lambda: received, 60, "the automation's Slack message")
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    time.sleep(3)
+    assert len(received) == 1, [m["text"][:60] for m in received]
+    assert "Crashed" in json.dumps(received[0]) and "extract-load" in json.dumps(received[0])
+
+
+def _deployment(client: Any, name: str) -> Any:
+    try:
+        return client.read_deployment_by_name(name)
+    except Exception:
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(child) for child in found.split()]
