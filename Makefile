@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 LOCAL_API := PREFECT_API_URL=http://127.0.0.1:$(PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PORT)
 
-.PHONY: help install browser test lint demo setup server stop
+.PHONY: help install browser test lint demo setup server stop bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -54,3 +54,7 @@ setup: server ## Register the block types and create/update ENVIRONMENT's block 
 
 demo: setup ## Run the main ELT job locally (DuckDB, dbt Core, console alerts)
 	$(LOCAL_API) $(UV) run python -m flows.demo
+
+bench: server ## Run the benchmarks (bench/run.py) against the local Prefect server
+	$(UV) sync --frozen --quiet --group bench
+	$(LOCAL_API) $(UV) run --group bench python bench/run.py

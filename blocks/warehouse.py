@@ -126,6 +126,17 @@ class Warehouse(Block, ABC):
             )[0][0]
         )
 
+    def ensure_table(self, table: str, columns: str) -> None:
+        """Create raw-schema `table` with `columns` (SQL) unless it exists."""
+        if self.table_exists(table):
+            return
+        try:
+            self.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns})")
+        except Exception:
+            # Mapped tasks race to create it; losing is fine.
+            if not self.table_exists(table):
+                raise
+
     def _create_raw_schema(self) -> None:
         if self._schema_exists():
             return

@@ -34,31 +34,17 @@ def load_table(
     full_refresh: bool,
     backfill: LoadWindow | None,
     batch_rows: int,
+    own_connection: bool = False,
 ) -> TableLoad:
-    """Load one table over the connection the flow opened."""
+    """Load one table over the flow's connection, or over its own when mapped."""
+    if own_connection:
+        with warehouse.fresh() as own:
+            return load_source(
+                own, source, full_refresh=full_refresh, backfill=backfill, batch_rows=batch_rows
+            )
     return load_source(
         warehouse, source, full_refresh=full_refresh, backfill=backfill, batch_rows=batch_rows
     )
-
-
-@task(
-    name="load-table-own-connection",
-    task_run_name="load {source.name}",
-    cache_policy=NONE,
-    on_failure=[alert_on_task_failure],
-)
-def load_table_own_connection(
-    warehouse: Warehouse,
-    source: Source,
-    full_refresh: bool,
-    backfill: LoadWindow | None,
-    batch_rows: int,
-) -> TableLoad:
-    """Load one table over a connection of its own, as a mapped task must."""
-    with warehouse.fresh() as own:
-        return load_source(
-            own, source, full_refresh=full_refresh, backfill=backfill, batch_rows=batch_rows
-        )
 
 
 @flow(name="extract-load", log_prints=True, **FLOW_HOOKS)
@@ -77,7 +63,7 @@ def extract_load(
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
     args = (unmapped(full_refresh), unmapped(backfill), unmapped(batch_rows))
     if parallel:
-        futures = load_table_own_connection.map(unmapped(warehouse), sources, *args)
+        futures = load_table.map(unmapped(warehouse), sources, *args, own_connection=True)
         futures.wait()
         states = [future.state for future in futures]
     else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,6 +62,16 @@ def resolve_files(source: Source) -> list[str]:
             "no file found; generate the demo data (`make demo`) or fix the source's location",
         )
     return files
+
+
+def fingerprint(source: Source) -> str:
+    """Names, sizes and modification times of a local source's files; '' for remote ones."""
+    if source.location.startswith(REMOTE_SCHEMES):
+        return ""
+    stats = [
+        (file, os.stat(file).st_size, os.stat(file).st_mtime_ns) for file in resolve_files(source)
+    ]
+    return hashlib.sha256(repr(stats).encode()).hexdigest()
 
 
 def read_batches(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ class TransformResult:
 
     runner: str
     counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
     run_url: str = ""
     run_results: dict[str, Any] = field(default_factory=dict)
 
@@ -27,6 +29,7 @@ class TransformResult:
 @flow(name="transform", log_prints=True, **FLOW_HOOKS)
 def transform(environment: str = "local") -> TransformResult:
     """Run dbt as the environment says: dbt Core in-process, or a dbt Cloud job."""
+    started = time.perf_counter()
     settings = load_environment(environment)
     runner = settings.load_transform()
     if isinstance(runner, DbtCoreTransform):
@@ -43,9 +46,14 @@ def transform(environment: str = "local") -> TransformResult:
                                                                        "manifest.json")],
             key="dbt-core",
         )  # fmt: skip
-        return TransformResult("dbt Core", counts(run_results), run_results=run_results)
+        return TransformResult(
+            "dbt Core", counts(run_results), time.perf_counter() - started, run_results=run_results
+        )
     cloud = run_dbt_cloud_job(runner)
-    return TransformResult("dbt Cloud", counts(cloud.run_results), cloud.run_url, cloud.run_results)
+    return TransformResult(
+        "dbt Cloud", counts(cloud.run_results), time.perf_counter() - started, cloud.run_url,
+        cloud.run_results,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -291,3 +291,17 @@ def test_snowflake_sessions_carry_a_query_tag_naming_the_flow_run(
     )
     tag = connections.settings[0]["session_parameters"]["QUERY_TAG"]
     assert tag == "prefect-elt:nightly-load-42"
+
+
+def test_unchanged_full_refresh_files_are_not_reloaded_and_changed_ones_are(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    again = {r.table: r for r in run(environment, data_dir)}
+    assert again["raw_customers"].mode == "unchanged"
+    assert again["raw_customers"].rows_read == 0
+    generate_jaffle_shop(data_dir, days=5, **SMALL)  # more customers
+    changed = {r.table: r for r in run(environment, data_dir)}
+    assert changed["raw_customers"].mode == "full refresh"
+    assert counts(block) == expected_counts(data_dir)
