@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -47,7 +47,6 @@ class TableLoad:
     watermark_after: Any = None
     seconds: float = 0.0
     error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_source(
