@@ -42,6 +42,8 @@ lint: install ## ruff, formatting and mypy
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
+	$(UV) run hadolint Dockerfile
+	$(UV) run check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 server: install ## Start a local Prefect server with its UI on PORT (default 4200), if not running
 	@PORT=$(PORT) UV=$(UV) deployments/local_server.sh start

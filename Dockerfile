@@ -1,0 +1,30 @@
+# The image the Kubernetes work pool runs: locked dependencies in their own cached layer,
+# the project and a parsed dbt manifest on top, a non-root user, and no secret in any layer.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    DO_NOT_TRACK=1 \
+    DBT_SEND_ANONYMOUS_USAGE_STATS=false \
+    PATH=/opt/prefect/elt/.venv/bin:$PATH
+
+WORKDIR /opt/prefect/elt
+RUN pip install --no-cache-dir uv==0.13.9
+
+# Dependencies only: this layer changes when uv.lock does, not when the code does.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project --no-cache
+
+COPY blocks ./blocks
+COPY flows ./flows
+COPY deployments ./deployments
+COPY dbt ./dbt
+RUN uv sync --frozen --no-dev --no-cache \
+    && dbt parse --project-dir dbt --profiles-dir dbt --target-path target \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin elt \
+    && mkdir -p data && chown -R 10001:10001 data dbt/target
+
+USER 10001
