@@ -24,7 +24,9 @@ COPY deployments ./deployments
 COPY dbt ./dbt
 RUN uv sync --frozen --no-dev --no-cache \
     && dbt parse --project-dir dbt --profiles-dir dbt --target-path target \
-    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin elt \
-    && mkdir -p data && chown -R 10001:10001 data dbt/target
+    && groupadd --gid 10001 elt \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin elt \
+    && mkdir -p data dbt/logs && chown -R 10001:10001 data dbt/target dbt/logs
 
-USER 10001
+# The Kubernetes job template runs pods as this uid (runAsNonRoot needs it numeric).
+USER 10001:10001

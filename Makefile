@@ -17,10 +17,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 LOCAL_API := PREFECT_API_URL=http://127.0.0.1:$(PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PORT)
 
-.PHONY: help install browser test lint demo setup server stop bench
+.PHONY: help install browser test lint demo setup server stop bench deploy-local worker
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -38,7 +38,7 @@ browser: ## Install Debian's Chromium for the UI tests when missing
 test: install browser ## Run the test suite (installs first)
 	$(UV) run pytest
 
-lint: install ## ruff, formatting and mypy
+lint: install ## ruff, formatting, mypy, hadolint and the workflow schema
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 	$(UV) run mypy
@@ -53,6 +53,12 @@ stop: ## Stop the local Prefect server started by `make server`
 
 setup: server ## Register the block types and create/update ENVIRONMENT's block documents
 	$(LOCAL_API) $(UV) run python deployments/setup.py --environment $(ENVIRONMENT)
+
+deploy-local: server ## Create the local process pool and prefect.yaml's `local-*` deployments
+	$(LOCAL_API) $(UV) run python deployments/setup.py --environment local --deploy
+
+worker: server ## Run a process worker for the `elt-local` pool (Ctrl-C stops it)
+	$(LOCAL_API) $(UV) run prefect worker start --pool elt-local --type process
 
 demo: setup ## Run the main ELT job locally (DuckDB, dbt Core, console alerts)
 	$(LOCAL_API) $(UV) run python -m flows.demo

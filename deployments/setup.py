@@ -1,4 +1,4 @@
-"""Register this project's block types and create or update one environment's block documents.
+"""Set up one environment: block types and documents, automations, work pool, deployments.
 
 Idempotent: run it on every merge. Production values come from environment variables
 (see README → Production); nothing secret is read from a file in the repository.
@@ -11,6 +11,7 @@ import os
 import sys
 
 from automations import apply_automations
+from work_pools import DeploySettingError, apply_work_pool, deploy_environment
 
 from blocks import SlackAlerts
 from blocks.environment import MissingSettingError, environment_blocks, register_block_types
@@ -27,6 +28,11 @@ def save_environment(name: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--environment", default="local", help="local, staging, prod, ...")
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="also create the work pool and run `prefect deploy` for the environment's deployments",
+    )
     args = parser.parse_args(argv)
     print(f"Registered block types: {', '.join(register_block_types())}")
     try:
@@ -41,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Automations applied: " + ", ".join(apply_automations(args.environment)))
     else:
         print("Automations: skipped, alerts go to the console (they need SLACK_WEBHOOK_URL)")
+    if args.deploy:
+        try:
+            print(f"Work pool: {apply_work_pool(args.environment)} (created or updated)")
+            deployed = deploy_environment(args.environment)
+        except DeploySettingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("Deployed: " + ", ".join(deployed))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact
@@ -59,7 +58,7 @@ def extract_load(
 ) -> list[TableLoad]:
     """Load every source table; with a backfill window, reload just that cursor range."""
     warehouse = load_environment(environment).load_warehouse()
-    sources = jaffle_shop_sources(Path(data_dir))
+    sources = jaffle_shop_sources(data_dir)
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
     args = (unmapped(full_refresh), unmapped(backfill), unmapped(batch_rows))
     if parallel:
