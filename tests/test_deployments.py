@@ -123,6 +123,12 @@ def test_deploy_all_creates_every_declared_deployment_with_its_schedule_tags_and
         assert deployment.concurrency_options.collision_strategy == (
             "CANCEL_NEW" if name.endswith("-hourly") else "ENQUEUE"
         ), name
+        declared_variables = json.loads(
+            json.dumps(spec["work_pool"].get("job_variables", {}))
+            .replace("{{ build-image.image }}", f"{IMAGE_REPOSITORY}:{git_commit()}")
+            .replace("{{ $ELT_PROJECT_DIR }}", str(REPO_ROOT))
+        )
+        assert deployment.job_variables == declared_variables, name
         schedules = [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]  # type: ignore[union-attr]
         expected = [(s["cron"], s["timezone"]) for s in spec.get("schedules", [])]
         assert schedules == expected, name
