@@ -92,10 +92,11 @@ class DuckDBWarehouse(Warehouse):
             {"memory_limit": self.memory_limit} if self.memory_limit else {}
         )
         # DuckDB shares one database instance per file in a process; opening it from several
-        # threads at once races ("Unique file handle conflict"), so opens take turns.
+        # threads at once races ("Unique file handle conflict"), and so does creating the
+        # schema ("Catalog write-write conflict"), so opens take turns.
         with _OPEN_LOCK:
             self._connection = duckdb.connect(self.path, config=config)
-        self._create_raw_schema()
+            self._create_raw_schema()
 
     def _close(self) -> None:
         if self._connection is not None:
