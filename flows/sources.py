@@ -114,7 +114,16 @@ def _file_batches(
     try:
         dataset = _dataset(source, file)
         check_columns(source, file, dataset.schema)
-        scanner = dataset.scanner(columns=source.schema.names, filter=window, batch_size=batch_rows)
+        scanner = dataset.scanner(
+            columns=source.schema.names,
+            filter=window,
+            batch_size=batch_rows,
+            # Arrow's default readahead decodes up to 16 batches ahead of the consumer, which
+            # makes memory grow with the file; one batch ahead keeps it bounded by batch_rows.
+            batch_readahead=1,
+            fragment_readahead=1,
+            fragment_scan_options=_scan_options(source, file),
+        )
         for batch in scanner.to_batches():
             if batch.num_rows:
                 yield _conform(source, file, batch)
@@ -122,6 +131,14 @@ def _file_batches(
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
         raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+
+
+def _scan_options(source: Source, file: str) -> ds.FragmentScanOptions | None:
+    """Parquet pre-buffering only for remote files, where few large reads beat many small ones;
+    locally it holds every column of a row group in memory before the first batch."""
+    if source.format != "parquet":
+        return None
+    return ds.ParquetFragmentScanOptions(pre_buffer=file.startswith(REMOTE_SCHEMES))
 
 
 def _dataset(source: Source, file: str) -> ds.Dataset:

@@ -19,7 +19,7 @@ import flows.loading
 from blocks import ELTEnvironment, Warehouse
 from flows.demo_data import generate_jaffle_shop
 from flows.extract_load import ExtractLoadError, extract_load
-from flows.loading import LoadError
+from flows.loading import KeyCheck, LoadError
 from tests.support.warehouses import ConnectionLog
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -216,6 +216,11 @@ BAD_INPUTS = {
         lambda d: _rewrite_csv(d / "raw_supplies.csv", lambda ls: [*ls, ls[1]]),
         "duplicate primary key (id, sku)",
     ),
+    "duplicate ascending key": (
+        "raw_stores",
+        lambda d: _rewrite_csv(d / "raw_stores.csv", lambda ls: [*ls, ls[-1]]),
+        "id=6 (2 times)",
+    ),
 }
 
 
@@ -244,6 +249,28 @@ def test_bad_input_fails_its_table_with_a_clear_message_and_the_others_load(
     after = counts(block)
     assert after[table] == before[table]
     assert after["raw_items"] > before["raw_items"]
+
+
+def key_check(key: tuple[str, ...], *batches: dict[str, list[Any]]) -> KeyCheck:
+    keys = KeyCheck(key)
+    for batch in batches:
+        keys.see(pa.record_batch(batch))
+    return keys
+
+
+def test_key_check_proves_unique_only_a_single_key_that_strictly_ascends() -> None:
+    assert key_check(("id",), {"id": [1, 2, 5]}, {"id": [6, 9]}).unique
+    assert key_check(("sku",), {"sku": ["a", "b"]}, {"sku": ["c"]}).unique
+    assert not key_check(("id",), {"id": [1, 2, 5]}, {"id": [5, 9]}).unique  # across batches
+    assert not key_check(("id",), {"id": [1, 1, 2]}).unique
+    assert not key_check(("id",), {"id": [3, 1, 2]}).unique  # maybe unique: SQL decides
+    assert not key_check(("id", "sku"), {"id": [1, 2], "sku": ["a", "b"]}).unique
+
+
+def test_key_check_counts_rows_with_any_null_key_column() -> None:
+    keys = key_check(("id", "sku"), {"id": [1, None, None], "sku": ["a", None, "c"]})
+    assert keys.nulls == 2
+    assert not key_check(("id",), {"id": [1, None, 3]}).unique
 
 
 def test_load_error_names_table_and_fix() -> None:
