@@ -65,13 +65,23 @@ def resolve_files(source: Source) -> list[str]:
 
 
 def fingerprint(source: Source) -> str:
-    """Names, sizes and modification times of a local source's files; '' for remote ones."""
+    """A digest of the declaration and of what its local files hold; '' for remote files.
+
+    Full-refresh files are hashed by content, so a rewrite of the same bytes is unchanged.
+    Cursor sources are large and append-only: name, size and modification time, no read.
+    """
     if source.location.startswith(REMOTE_SCHEMES):
         return ""
-    stats = [
-        (file, os.stat(file).st_size, os.stat(file).st_mtime_ns) for file in resolve_files(source)
-    ]
-    return hashlib.sha256(repr(stats).encode()).hexdigest()
+    digest = hashlib.sha256(repr((source.schema, source.primary_key, source.cursor)).encode())
+    for file in resolve_files(source):
+        if source.cursor is None:
+            with open(file, "rb") as handle:
+                content = hashlib.file_digest(handle, "sha256").hexdigest()
+            digest.update(f"{file}:{content}".encode())
+        else:
+            stat = os.stat(file)
+            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
 
 
 def read_batches(

@@ -332,3 +332,32 @@ def test_unchanged_full_refresh_files_are_not_reloaded_and_changed_ones_are(
     changed = {r.table: r for r in run(environment, data_dir)}
     assert changed["raw_customers"].mode == "full refresh"
     assert counts(block) == expected_counts(data_dir)
+
+
+def test_files_loaded_before_are_skipped_by_content_or_by_modification_time(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    generate_jaffle_shop(data_dir, days=3, **SMALL)  # every file rewritten with the same rows
+    rewritten = {r.table: r for r in run(environment, data_dir)}
+    assert rewritten["raw_stores"].mode == "unchanged"  # same bytes
+    assert rewritten["raw_orders"].mode == "incremental"  # cursor files go by size and time
+    untouched = {r.table: r for r in run(environment, data_dir)}
+    assert {r.mode for r in untouched.values()} == {"unchanged"}
+    assert sum(r.rows_read for r in untouched.values()) == 0
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_a_backfill_does_not_mark_the_files_as_loaded(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    start, end = datetime(2025, 1, 2), datetime(2025, 1, 2, 23, 59, 59)
+    run(environment, data_dir, backfill_start=start, backfill_end=end)
+    assert counts(block)["raw_orders"] < expected_counts(data_dir)["raw_orders"]
+    after = {r.table: r for r in run(environment, data_dir)}
+    assert after["raw_orders"].mode == "incremental"
+    assert counts(block) == expected_counts(data_dir)
