@@ -235,7 +235,9 @@ JAFFLE_SCHEMAS: dict[str, pa.Schema] = {
             ("tax_rate", pa.float64()),
         ]
     ),
-    "raw_customers": pa.schema([("id", pa.int64()), ("name", pa.string())]),
+    "raw_customers": pa.schema(
+        [("id", pa.int64()), ("name", pa.string()), ("updated_at", pa.timestamp("us"))]
+    ),
     "raw_products": pa.schema(
         [
             ("sku", pa.string()),
@@ -276,7 +278,7 @@ JAFFLE_SCHEMAS: dict[str, pa.Schema] = {
 }
 JAFFLE_KEYS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "raw_stores": (("id",), None),
-    "raw_customers": (("id",), None),
+    "raw_customers": (("id",), "updated_at"),
     "raw_products": (("sku",), None),
     "raw_supplies": (("id", "sku"), None),
     "raw_orders": (("id",), "ordered_at"),

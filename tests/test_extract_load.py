@@ -182,8 +182,8 @@ def _retype_subtotal(path: Path) -> None:
 BAD_INPUTS = {
     "missing file": ("raw_products", lambda d: (d / "raw_products.csv").unlink(), "no file found"),
     "malformed row": (
-        "raw_customers",
-        lambda d: _rewrite_csv(d / "raw_customers.csv", lambda ls: [*ls, '99,"Extra","field"']),
+        "raw_products",
+        lambda d: _rewrite_csv(d / "raw_products.csv", lambda ls: [*ls, '"JAF-999","Extra"']),
         "Row #",
     ),
     "type changed": (
@@ -192,12 +192,12 @@ BAD_INPUTS = {
         "column 'subtotal' is string, declared int64",
     ),
     "new column": (
-        "raw_customers",
+        "raw_products",
         lambda d: _rewrite_csv(
-            d / "raw_customers.csv",
-            lambda ls: [ls[0] + ',"email"', *(line + ',"x@example.com"' for line in ls[1:])],
+            d / "raw_products.csv",
+            lambda ls: [ls[0] + ',"calories"', *(line + ",350" for line in ls[1:])],
         ),
-        "new ['email']",
+        "new ['calories']",
     ),
     "dropped column": (
         "raw_stores",
@@ -207,8 +207,8 @@ BAD_INPUTS = {
         "missing ['tax_rate']",
     ),
     "null primary key": (
-        "raw_customers",
-        lambda d: _rewrite_csv(d / "raw_customers.csv", lambda ls: [*ls, ',"No Id"']),
+        "raw_stores",
+        lambda d: _rewrite_csv(d / "raw_stores.csv", lambda ls: [*ls, ',"No Id",,0.05']),
         "null primary key (id)",
     ),
     "duplicate primary key": (
@@ -326,11 +326,31 @@ def test_unchanged_full_refresh_files_are_not_reloaded_and_changed_ones_are(
     block, _ = warehouse
     run(environment, data_dir)
     again = {r.table: r for r in run(environment, data_dir)}
-    assert again["raw_customers"].mode == "unchanged"
-    assert again["raw_customers"].rows_read == 0
-    generate_jaffle_shop(data_dir, days=5, **SMALL)  # more customers
+    assert again["raw_stores"].mode == "unchanged"
+    assert again["raw_stores"].rows_read == 0
+    _rewrite_csv(
+        data_dir / "raw_stores.csv", lambda ls: [line.replace("Brooklyn", "Queens") for line in ls]
+    )
     changed = {r.table: r for r in run(environment, data_dir)}
-    assert changed["raw_customers"].mode == "full refresh"
+    assert changed["raw_stores"].mode == "full refresh"
+    with block.fresh() as own:
+        assert own.query(f"SELECT name FROM {own.qualified('raw_stores')} WHERE id = 2") == [
+            ("Queens",)
+        ]
+
+
+def test_new_customers_load_incrementally(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    before = parquet_rows(data_dir / "raw_customers.parquet")
+    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    new = parquet_rows(data_dir / "raw_customers.parquet") - before
+    customers = {r.table: r for r in run(environment, data_dir)}["raw_customers"]
+    assert customers.mode == "incremental"
+    assert customers.inserted == new
+    assert customers.rows_read <= new + 1  # the new ones plus the watermark's instant
     assert counts(block) == expected_counts(data_dir)
 
 
