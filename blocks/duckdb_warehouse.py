@@ -135,6 +135,26 @@ class DuckDBWarehouse(Warehouse):
             conn.unregister("_bulk_load_columns")
         return int(inserted[0]) if inserted else 0
 
+    # duckdb_tables() / duckdb_columns() answer in about half the time of information_schema,
+    # which shows on reruns that do little else than look tables up.
+    def table_exists(self, table: str) -> bool:
+        return bool(
+            self.query(
+                "SELECT COUNT(*) FROM duckdb_tables() "
+                "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
+                [self.schema_name, table],
+            )[0][0]
+        )
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.query(
+            "SELECT column_name FROM duckdb_columns() "
+            "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?) "
+            "ORDER BY column_index",
+            [self.schema_name, table],
+        )
+        return [str(row[0]).lower() for row in rows]
+
     def replace_table(self, table: str, staging: str) -> None:
         # DuckDB's DDL is transactional: drop + rename commit together, and copy nothing.
         with self.transaction():

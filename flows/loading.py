@@ -74,23 +74,21 @@ def load_source(
     result.watermark_before = watermark(warehouse, source) if exists else None
     window = backfill or LoadWindow(since=result.watermark_before if incremental else None)
     staging = f"{source.name}__staging_{uuid.uuid4().hex[:8]}"
+    merge = incremental and exists
     try:
-        result.rows_read, keys = stage(
-            warehouse, source, staging, window if incremental else None, batch_rows
-        )
-        if result.rows_read:
-            check_staged(warehouse, source, staging, keys, target_exists=exists)
+        staged = stage(warehouse, source, staging, window if incremental else None, batch_rows)
+        result.rows_read = staged.rows
+        if staged.rows:
+            check_staged(warehouse, source, staging, staged, target_exists=exists)
             result.inserted, result.updated = publish(
-                warehouse, source, staging, incremental=incremental and exists
+                warehouse, source, staging, incremental=merge, columns=staged.columns
             )
             # A backfill reads a window, not the whole file: it can't vouch for the rest.
             if files and not windowed:
                 record_fingerprint(warehouse, source.name, files)
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {warehouse.qualified(staging)}")
-    result.watermark_after = (
-        watermark(warehouse, source) if warehouse.table_exists(source.name) else None
-    )
+    result.watermark_after = watermark_after(result.watermark_before, staged, merged=merge)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -130,38 +128,68 @@ def watermark(warehouse: Warehouse, source: Source) -> Any:
     ][0]
 
 
+def watermark_after(before: Any, staged: Staged, *, merged: bool) -> Any:
+    """The table's highest cursor value after publishing `staged`, without scanning it: a
+    cursor never moves back for a row, so a MERGE keeps the higher of the two."""
+    if not staged.rows:
+        return before
+    if merged and before is not None and staged.highest is not None:
+        return max(before, staged.highest)
+    return staged.highest
+
+
+@dataclass
+class Staged:
+    """What streamed into the staging table: rows, columns, key proofs, highest cursor value."""
+
+    columns: list[str]
+    keys: KeyCheck
+    cursor: str | None
+    rows: int = 0
+    highest: Any = None
+
+    def see(self, batch: pa.RecordBatch) -> None:
+        """Take note of one batch on its way to the warehouse."""
+        self.keys.see(batch)
+        if self.cursor is not None:
+            top = pc.max(batch.column(self.cursor)).as_py()
+            if top is not None and (self.highest is None or top > self.highest):
+                self.highest = top
+
+
 def stage(
     warehouse: Warehouse,
     source: Source,
     staging: str,
     window: LoadWindow | None,
     batch_rows: int,
-) -> tuple[int, KeyCheck]:
-    """Stream the source's batches into a fresh staging table in one bulk load; return the rows
-    staged and what their keys proved on the way."""
+) -> Staged:
+    """Stream the source's batches into a fresh staging table in one bulk load."""
     loaded_at = pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us"))
     since, until = (window.since, window.until) if window else (None, None)
-    keys = KeyCheck(source.primary_key)
+    schema = source.schema.append(pa.field(LOADED_AT, pa.timestamp("us")))
+    staged = Staged([name.lower() for name in schema.names], KeyCheck(source.primary_key),
+                    source.cursor)  # fmt: skip
     failure: list[Exception] = []
 
     def stamped() -> Iterator[pa.RecordBatch]:
         try:
             for batch in read_batches(source, batch_rows=batch_rows, since=since, until=until):
-                keys.see(batch)
+                staged.see(batch)
                 yield batch.append_column(LOADED_AT, pa.repeat(loaded_at, batch.num_rows))
         except Exception as exc:
             failure.append(exc)
             raise
 
-    schema = source.schema.append(pa.field(LOADED_AT, pa.timestamp("us")))
     try:
-        rows = warehouse.bulk_load(staging, pa.RecordBatchReader.from_batches(schema, stamped()))
+        stream = pa.RecordBatchReader.from_batches(schema, stamped())
+        staged.rows = warehouse.bulk_load(staging, stream)
     except Exception:
         # The warehouse wraps an error raised inside the stream; ours names table, file and row.
         if failure:
             raise failure[0] from None
         raise
-    return rows, keys
+    return staged
 
 
 @dataclass
@@ -203,11 +231,10 @@ def _ascends(values: pa.Array, after: pa.Scalar | None) -> bool:
 
 
 def check_staged(
-    warehouse: Warehouse, source: Source, staging: str, keys: KeyCheck, *, target_exists: bool
+    warehouse: Warehouse, source: Source, staging: str, staged: Staged, *, target_exists: bool
 ) -> None:
     """Refuse staged rows with a null or duplicate key, or columns the table doesn't have."""
-    staged = warehouse.qualified(staging)
-    key = source.primary_key
+    keys, key = staged.keys, source.primary_key
     if keys.nulls:
         raise LoadError(
             source.name,
@@ -219,8 +246,8 @@ def check_staged(
         []
         if keys.unique
         else warehouse.query(
-            f"SELECT {columns}, COUNT(*) FROM {staged} GROUP BY {columns} HAVING COUNT(*) > 1 "
-            f"ORDER BY {columns} LIMIT 3"
+            f"SELECT {columns}, COUNT(*) FROM {warehouse.qualified(staging)} GROUP BY {columns} "
+            f"HAVING COUNT(*) > 1 ORDER BY {columns} LIMIT 3"
         )
     )
     if duplicates:
@@ -235,7 +262,7 @@ def check_staged(
             "each key may appear once per load",
         )
     if target_exists:
-        expected, found = warehouse.columns(source.name), warehouse.columns(staging)
+        expected, found = warehouse.columns(source.name), staged.columns
         added = [c for c in found if c not in expected]
         dropped = [c for c in expected if c not in found]
         if added or dropped:
@@ -248,7 +275,7 @@ def check_staged(
 
 
 def publish(
-    warehouse: Warehouse, source: Source, staging: str, *, incremental: bool
+    warehouse: Warehouse, source: Source, staging: str, *, incremental: bool, columns: list[str]
 ) -> tuple[int, int]:
     """Make the staged rows visible in one atomic step; return (inserted, updated)."""
     target, staged = warehouse.qualified(source.name), warehouse.qualified(staging)
@@ -258,7 +285,6 @@ def publish(
         return int(staged_rows), 0
     on = " AND ".join(f"t.{column} = s.{column}" for column in source.primary_key)
     matched = warehouse.query(f"SELECT COUNT(*) FROM {staged} s JOIN {target} t ON {on}")[0][0]
-    columns = warehouse.columns(staging)
     updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in source.primary_key)
     # One MERGE statement is atomic on both DuckDB and Snowflake: all of it or none.
     warehouse.execute(

@@ -19,7 +19,7 @@ import flows.loading
 from blocks import ELTEnvironment, Warehouse
 from flows.demo_data import generate_jaffle_shop
 from flows.extract_load import ExtractLoadError, extract_load
-from flows.loading import KeyCheck, LoadError
+from flows.loading import KeyCheck, LoadError, Staged, watermark_after
 from tests.support.warehouses import ConnectionLog
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -271,6 +271,15 @@ def test_key_check_counts_rows_with_any_null_key_column() -> None:
     keys = key_check(("id", "sku"), {"id": [1, None, None], "sku": ["a", None, "c"]})
     assert keys.nulls == 2
     assert not key_check(("id",), {"id": [1, None, 3]}).unique
+
+
+def test_watermark_after_a_load_is_the_higher_of_the_table_and_the_staged_rows() -> None:
+    before, staged = datetime(2025, 1, 5), Staged(["id"], KeyCheck(("id",)), "ordered_at")
+    assert watermark_after(before, staged, merged=True) == before  # nothing staged
+    staged.rows, staged.highest = 2, datetime(2025, 1, 3)
+    assert watermark_after(before, staged, merged=True) == before  # a backfill of older rows
+    assert watermark_after(datetime(2025, 1, 1), staged, merged=True) == staged.highest
+    assert watermark_after(before, staged, merged=False) == staged.highest  # replaced
 
 
 def test_load_error_names_table_and_fix() -> None:
