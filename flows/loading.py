@@ -67,6 +67,8 @@ def load_source(
     mode: Mode = "backfill" if windowed else ("incremental" if incremental else "full refresh")
     exists = warehouse.table_exists(source.name)
     files = fingerprint(source)
+    if files:
+        warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
     skippable = not full_refresh and not windowed and exists and files
     if skippable and files == stored_fingerprint(warehouse, source.name):
         return TableLoad(source.name, "unchanged", seconds=time.perf_counter() - started)
@@ -95,9 +97,7 @@ def load_source(
 
 def stored_fingerprint(warehouse: Warehouse, table: str) -> str | None:
     """The fingerprint of the files `table` was last loaded from in full (all rows, or all
-    rows from the watermark on)."""
-    if not warehouse.table_exists(SOURCE_STATE):
-        return None
+    rows from the watermark on). The state table exists: load_source ensures it."""
     rows = warehouse.query(
         f"SELECT fingerprint FROM {warehouse.qualified(SOURCE_STATE)} WHERE table_name = ?",
         [table],
@@ -108,7 +108,6 @@ def stored_fingerprint(warehouse: Warehouse, table: str) -> str | None:
 def record_fingerprint(warehouse: Warehouse, table: str, files: str) -> None:
     """Remember what `table` was published from; written after the publish, so a crash in
     between only costs one more reload, never a skipped change."""
-    warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
     warehouse.execute(
         f"MERGE INTO {warehouse.qualified(SOURCE_STATE)} AS t "
         "USING (SELECT ? AS table_name, ? AS fingerprint) AS s ON t.table_name = s.table_name "
