@@ -29,6 +29,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def case(name: str, *args: str) -> dict[str, Any]:
     """Run one measurement in a fresh process; return what it printed as JSON."""
     completed = subprocess.run(
@@ -94,7 +99,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
 
         data, db = Path(args[0]), Path(args[1])
         db.unlink(missing_ok=True)
-        baseline = peak_rss_mb()
+        baseline = rss_mb()
         started = time.perf_counter()
         with duckdb.connect(str(db)) as connection:
             # As the DuckDB block's sessions: without it, closing spends more time rewriting
@@ -111,7 +116,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
         import pyarrow.parquet as pq
 
         data, db = Path(args[0]), Path(args[1])
-        baseline = peak_rss_mb()
+        baseline = rss_mb()
         started = time.perf_counter()
         table = pq.ParquetFile(data / "raw_items.parquet")
         pipeline = dlt.pipeline("bench", destination=dlt.destinations.duckdb(str(db)),
@@ -127,7 +132,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
 
         data, db = Path(args[0]), Path(args[1])
         environment = environment_for(db)
-        baseline = peak_rss_mb()
+        baseline = rss_mb()
         started = time.perf_counter()
         loads = extract_load(environment=environment, data_dir=str(data))
         items = next(load for load in loads if load.table == "raw_items")
@@ -144,7 +149,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
 
         data, db = Path(args[0]), Path(args[1])
         environment = environment_for(db)
-        baseline = peak_rss_mb()
+        baseline = rss_mb()
         started = time.perf_counter()
         loads, built = elt(environment=environment, data_dir=str(data))
         return {
@@ -224,7 +229,7 @@ def report(r: dict[str, dict[str, Any]]) -> str:
         "",
         f"Timed rows are the best of {REPEAT} runs (dlt, the 1/10 load and elt: one run). Ratios on 'work' compare the time inside the table-load tasks; the flow's fixed ~1-2 s of orchestration is in 'seconds'.",
         "The 'no new rows' rerun skips files unchanged since their last load; 'every file rewritten' gives each file a new modification time, so the cursor tables go through the incremental path and read the rows at their watermark again.",
-        "Peak MB is the peak RSS of the process running the case: Python, the Prefect client, pyarrow and DuckDB as well as the load. MB above start subtracts the peak it had reached before the measured call (imports, block setup), i.e. what the load itself added. "
+        "Peak MB is the peak RSS of the process running the case: Python, the Prefect client, pyarrow and DuckDB as well as the load. MB above start subtracts the process's resident memory just before the measured call (after imports and block setup), i.e. the most the load itself added. "
         f"The memory target is judged on peak MB; on MB above start, the 10x load takes {added:.2f}x the memory of the 1/10 one.",
     ]
     return "\n".join(lines)
