@@ -1,7 +1,9 @@
 """Benchmarks: extract-load vs plain DuckDB and dlt, incremental costs, memory, and the whole ELT.
 
 Run with `make bench` (starts the local Prefect server). Each case runs in its own process so
-its peak memory is its own; the result is one table with ratios against the targets.
+its peak memory is its own; the result is one table with ratios against the targets. Timed cases
+run REPEAT times and keep their fastest time (the one least disturbed by other work on the
+machine) and their highest peak memory.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "data" / "bench"
 SCALES = {"small": 90, "large": 1095}  # days of orders; large is ~4.5M order items
+REPEAT = 3
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def case(name: str, *args: str) -> dict[str, Any]:
@@ -34,6 +42,43 @@ def case(name: str, *args: str) -> dict[str, Any]:
     if completed.returncode:
         raise RuntimeError(f"bench case {name} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fastest times of repeated runs of one case, and the memory of the run that used most."""
+    best = dict(max(runs, key=lambda run: run["peak_mb"]))
+    for key in best:
+        if key.endswith("seconds"):
+            best[key] = min(run[key] for run in runs)
+    return best
+
+
+def repeated(name: str, *args: str, before: Any = None) -> dict[str, Any]:
+    """`case` REPEAT times, calling `before()` ahead of each run to set its starting state."""
+    runs = []
+    for _ in range(REPEAT):
+        if before is not None:
+            before()
+        runs.append(case(name, *args))
+    return best_of(runs)
+
+
+def remove(db: Path) -> None:
+    """Delete a warehouse file and its write-ahead log."""
+    db.unlink(missing_ok=True)
+    Path(f"{db}.wal").unlink(missing_ok=True)
+
+
+def restore(snapshot: Path, db: Path) -> None:
+    """Put the warehouse file back as it was at `snapshot`."""
+    remove(db)
+    shutil.copyfile(snapshot, db)
+
+
+def touch(data: Path) -> None:
+    """Give every data file a new modification time, its content unchanged."""
+    for file in data.iterdir():
+        os.utime(file)
 
 
 def environment_for(db: Path) -> str:
@@ -53,18 +98,25 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
         import duckdb
 
         data, db = Path(args[0]), Path(args[1])
+        db.unlink(missing_ok=True)
+        baseline = rss_mb()
         started = time.perf_counter()
         with duckdb.connect(str(db)) as connection:
+            # As the DuckDB block's sessions: without it, closing spends more time rewriting
+            # the new row groups in the checkpoint than the ingest itself took.
+            connection.execute("SET preserve_insertion_order = false")
             rows = connection.execute(
                 f"CREATE OR REPLACE TABLE raw_items AS SELECT * FROM read_parquet('{data}/raw_items.parquet')"
             ).fetchone()
             rows = connection.execute("SELECT COUNT(*) FROM raw_items").fetchone()
-        return {"seconds": time.perf_counter() - started, "rows": rows[0] if rows else 0}
+        return {"seconds": time.perf_counter() - started, "rows": rows[0] if rows else 0,
+                "baseline_mb": baseline}  # fmt: skip
     if name == "dlt":
         import dlt
         import pyarrow.parquet as pq
 
         data, db = Path(args[0]), Path(args[1])
+        baseline = rss_mb()
         started = time.perf_counter()
         table = pq.ParquetFile(data / "raw_items.parquet")
         pipeline = dlt.pipeline("bench", destination=dlt.destinations.duckdb(str(db)),
@@ -73,12 +125,14 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
             (batch for batch in table.iter_batches(batch_size=250_000)),
             table_name="raw_items", write_disposition="replace",
         )  # fmt: skip
-        return {"seconds": time.perf_counter() - started, "rows": table.metadata.num_rows}
+        return {"seconds": time.perf_counter() - started, "rows": table.metadata.num_rows,
+                "baseline_mb": baseline}  # fmt: skip
     if name == "extract-load":
         from flows.extract_load import extract_load
 
         data, db = Path(args[0]), Path(args[1])
         environment = environment_for(db)
+        baseline = rss_mb()
         started = time.perf_counter()
         loads = extract_load(environment=environment, data_dir=str(data))
         items = next(load for load in loads if load.table == "raw_items")
@@ -88,12 +142,14 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
             "items_rows": items.rows_read,
             "rows": sum(load.rows_read for load in loads),
             "work_seconds": sum(load.seconds for load in loads),
+            "baseline_mb": baseline,
         }
     if name == "elt":
         from flows.elt import elt
 
         data, db = Path(args[0]), Path(args[1])
         environment = environment_for(db)
+        baseline = rss_mb()
         started = time.perf_counter()
         loads, built = elt(environment=environment, data_dir=str(data))
         return {
@@ -101,6 +157,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
             "load_seconds": sum(load.seconds for load in loads),
             "transform_seconds": built.seconds,
             "rows": sum(load.rows_read for load in loads),
+            "baseline_mb": baseline,
         }
     raise SystemExit(f"unknown case {name}")
 
@@ -120,12 +177,16 @@ def main() -> None:
     large, small = WORK / "large", WORK / "small"
     generate(SCALES["large"], large)
     generate(SCALES["small"], small)
-    results["plain"] = case("plain-duckdb", str(large), str(WORK / "plain.duckdb"))
+    db, loaded = WORK / "el.duckdb", WORK / "el-loaded.duckdb"
+    results["plain"] = repeated("plain-duckdb", str(large), str(WORK / "plain.duckdb"))
     results["dlt"] = case("dlt", str(large), str(WORK / "dlt.duckdb"))
-    results["full"] = case("extract-load", str(large), str(WORK / "el.duckdb"))
-    results["rerun"] = case("extract-load", str(large), str(WORK / "el.duckdb"))
+    results["full"] = repeated("extract-load", str(large), str(db), before=lambda: remove(db))
+    shutil.copyfile(db, loaded)
+    results["rerun"] = repeated("extract-load", str(large), str(db))
+    results["touched"] = repeated("extract-load", str(large), str(db), before=lambda: touch(large))
     generate(SCALES["large"] + 11, large)  # ~1% more orders
-    results["plus1pct"] = case("extract-load", str(large), str(WORK / "el.duckdb"))
+    results["plus1pct"] = repeated("extract-load", str(large), str(db),
+                                   before=lambda: restore(loaded, db))  # fmt: skip
     generate(SCALES["large"] // 10, small)
     results["tenth"] = case("extract-load", str(small), str(WORK / "tenth.duckdb"))
     generate(SCALES["small"], small)
@@ -136,33 +197,41 @@ def main() -> None:
 
 def report(r: dict[str, dict[str, Any]]) -> str:
     rate = lambda rows, s: rows / s if s else 0.0  # noqa: E731
+    mb = lambda c: f"{c['peak_mb']:.0f} | {c['peak_mb'] - c['baseline_mb']:.0f}"  # noqa: E731
+    work = lambda c: c["work_seconds"] / r["full"]["work_seconds"]  # noqa: E731
     plain = rate(r["plain"]["rows"], r["plain"]["seconds"])
     ours = rate(r["full"]["items_rows"], r["full"]["items_seconds"])
     dlt = rate(r["dlt"]["rows"], r["dlt"]["seconds"])
+    full, tenth = r["full"], r["tenth"]
+    added = (full["peak_mb"] - full["baseline_mb"]) / (tenth["peak_mb"] - tenth["baseline_mb"])
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "",
-        "| measurement | seconds | rows | rows/s | peak MB | ratio | target |",
-        "|---|--:|--:|--:|--:|--:|---|",
-        f"| plain DuckDB ingest of raw_items | {r['plain']['seconds']:.2f} | {r['plain']['rows']:,} | {plain:,.0f} | {r['plain']['peak_mb']:.0f} | 1.00 | floor |",
-        f"| extract_load raw_items (in the full run) | {r['full']['items_seconds']:.2f} | {r['full']['items_rows']:,} | {ours:,.0f} | {r['full']['peak_mb']:.0f} | {ours / plain:.2f} | >= 0.70 of plain |",
-        f"| dlt (arrow) raw_items | {r['dlt']['seconds']:.2f} | {r['dlt']['rows']:,} | {dlt:,.0f} | {r['dlt']['peak_mb']:.0f} | {ours / dlt:.2f}x ours/dlt | > 1 |",
-        f"| extract_load full (6 tables) | {r['full']['seconds']:.2f} | {r['full']['rows']:,} | {rate(r['full']['rows'], r['full']['seconds']):,.0f} | {r['full']['peak_mb']:.0f} | 1.00 | |",
-        f"| rerun, no new rows | {r['rerun']['seconds']:.2f} | {r['rerun']['rows']:,} | | {r['rerun']['peak_mb']:.0f} | {r['rerun']['work_seconds'] / r['full']['work_seconds']:.3f} | < 0.05 of full (work) |",
-        f"| rerun, ~1% new rows | {r['plus1pct']['seconds']:.2f} | {r['plus1pct']['rows']:,} | | {r['plus1pct']['peak_mb']:.0f} | {r['plus1pct']['work_seconds'] / r['full']['work_seconds']:.3f} | < 0.10 of full (work) |",
-        f"| full load of a table 1/10 the size | {r['tenth']['seconds']:.2f} | {r['tenth']['rows']:,} | | {r['tenth']['peak_mb']:.0f} | {r['full']['peak_mb'] / r['tenth']['peak_mb']:.2f} | 10x data <= 1.5x memory |",
+        "| measurement | seconds | rows | rows/s | peak MB | MB above start | ratio | target |",
+        "|---|--:|--:|--:|--:|--:|--:|---|",
+        f"| plain DuckDB ingest of raw_items | {r['plain']['seconds']:.2f} | {r['plain']['rows']:,} | {plain:,.0f} | {mb(r['plain'])} | 1.00 | floor |",
+        f"| extract_load raw_items (in the full run) | {full['items_seconds']:.2f} | {full['items_rows']:,} | {ours:,.0f} | {mb(full)} | {ours / plain:.2f} | >= 0.70 of plain |",
+        f"| dlt (arrow) raw_items | {r['dlt']['seconds']:.2f} | {r['dlt']['rows']:,} | {dlt:,.0f} | {mb(r['dlt'])} | {ours / dlt:.2f}x ours/dlt | > 1 |",
+        f"| extract_load full (6 tables) | {full['seconds']:.2f} | {full['rows']:,} | {rate(full['rows'], full['seconds']):,.0f} | {mb(full)} | 1.00 | |",
+        f"| rerun, no new rows | {r['rerun']['seconds']:.2f} | {r['rerun']['rows']:,} | | {mb(r['rerun'])} | {work(r['rerun']):.3f} | < 0.05 of full (work) |",
+        f"| rerun, no new rows, every file rewritten | {r['touched']['seconds']:.2f} | {r['touched']['rows']:,} | | {mb(r['touched'])} | {work(r['touched']):.3f} | (no target) |",
+        f"| rerun, ~1% new rows | {r['plus1pct']['seconds']:.2f} | {r['plus1pct']['rows']:,} | | {mb(r['plus1pct'])} | {work(r['plus1pct']):.3f} | < 0.10 of full (work) |",
+        f"| full load of a table 1/10 the size | {tenth['seconds']:.2f} | {tenth['rows']:,} | | {mb(tenth)} | {full['peak_mb'] / tenth['peak_mb']:.2f} | 10x data <= 1.5x memory |",
     ]
     for scale in ("small", "large"):
         e = r[f"elt-{scale}"]
         overhead = e["seconds"] - e["load_seconds"] - e["transform_seconds"]
         lines.append(
             f"| elt {scale} ({SCALES[scale]} days): load {e['load_seconds']:.1f} s, dbt {e['transform_seconds']:.1f} s, "
-            f"orchestration {overhead:.1f} s | {e['seconds']:.2f} | {e['rows']:,} | {rate(e['rows'], e['seconds']):,.0f} | {e['peak_mb']:.0f} | | |"
+            f"orchestration {overhead:.1f} s | {e['seconds']:.2f} | {e['rows']:,} | {rate(e['rows'], e['seconds']):,.0f} | {mb(e)} | | |"
         )
-    lines.append("")
-    lines.append(
-        "Ratios on 'work' compare the time inside the table-load tasks; the flow's fixed ~1-2 s of orchestration is in 'seconds'."
-    )
+    lines += [
+        "",
+        f"Timed rows are the best of {REPEAT} runs (dlt, the 1/10 load and elt: one run). Ratios on 'work' compare the time inside the table-load tasks; the flow's fixed ~1-2 s of orchestration is in 'seconds'.",
+        "The 'no new rows' rerun skips files unchanged since their last load; 'every file rewritten' gives each file a new modification time, so the cursor tables go through the incremental path and read the rows at their watermark again.",
+        "Peak MB is the peak RSS of the process running the case: Python, the Prefect client, pyarrow and DuckDB as well as the load. MB above start subtracts the process's resident memory just before the measured call (after imports and block setup), i.e. the most the load itself added. "
+        f"The memory target is judged on peak MB; on MB above start, the 10x load takes {added:.2f}x the memory of the 1/10 one.",
+    ]
     return "\n".join(lines)
 
 

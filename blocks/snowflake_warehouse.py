@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
+import pandas as pd
 import pyarrow as pa
 from prefect import runtime
 from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
@@ -208,10 +209,16 @@ class SnowflakeWarehouse(Warehouse):
             return [tuple(row) for row in cursor.fetchall()]
 
     def bulk_load(self, table: str, data: TableData) -> int:
+        if isinstance(data, pa.RecordBatchReader):
+            # One write_pandas per batch: memory stays bounded by the batch, not the stream.
+            return sum(self._write_pandas(table, batch.to_pandas()) for batch in data)
+        frame = data.to_pandas() if isinstance(data, pa.Table | pa.RecordBatch) else data
+        return self._write_pandas(table, frame)
+
+    def _write_pandas(self, table: str, frame: pd.DataFrame) -> int:
         # Looked up at call time so fakesnow's patch of pandas_tools applies in tests.
         from snowflake.connector import pandas_tools
 
-        frame = data.to_pandas() if isinstance(data, pa.Table | pa.RecordBatch) else data
         frame.columns = [str(column).upper() for column in frame.columns]
         _, _, rows, _ = pandas_tools.write_pandas(
             self._connection(),

@@ -13,7 +13,8 @@ import pyarrow as pa
 from prefect.blocks.core import Block
 
 Dialect = Literal["duckdb", "snowflake"]
-TableData: TypeAlias = pa.Table | pa.RecordBatch | pd.DataFrame
+# A RecordBatchReader streams: a warehouse consumes it once, batch by batch.
+TableData: TypeAlias = pa.Table | pa.RecordBatch | pa.RecordBatchReader | pd.DataFrame
 
 
 class WarehouseNotOpenError(RuntimeError):
@@ -72,7 +73,8 @@ class Warehouse(Block, ABC):
 
     @abstractmethod
     def bulk_load(self, table: str, data: TableData) -> int:
-        """Append `data` to raw-schema `table` through the bulk path, creating it if missing."""
+        """Append `data` to raw-schema `table` through the bulk path, creating it if missing;
+        return the rows appended."""
 
     @abstractmethod
     def replace_table(self, table: str, staging: str) -> None:

@@ -70,10 +70,11 @@ TAX = np.array([rate for *_, rate in STORES])
 
 @dataclass(frozen=True)
 class Day:
-    """One day of orders and their items, as Arrow tables."""
+    """One day of orders, their items and the customers who first ordered that day."""
 
     orders: pa.Table
     items: pa.Table
+    new_customers: pa.Table
     customers: int  # customers known at the end of the day
 
 
@@ -128,7 +129,23 @@ def generate_day(
         },
         schema=JAFFLE_SCHEMAS["raw_items"],
     )
-    return Day(orders, items, int(customers + is_new.sum()))
+    new_customers = customer_rows(customer[is_new], ordered_at[is_new])
+    return Day(orders, items, new_customers, int(customers + is_new.sum()))
+
+
+def customer_rows(ids: np.ndarray, first_ordered_at: np.ndarray) -> pa.Table:
+    """Customers as they appear with their first order; demo customers never change after, so
+    `updated_at` (the cursor) stays that first order's time."""
+    first = np.array(FIRST_NAMES)[ids % len(FIRST_NAMES)]
+    last = np.array(LAST_NAMES)[(ids * 7) % len(LAST_NAMES)]
+    return pa.table(
+        {
+            "id": ids,
+            "name": np.char.add(np.char.add(first, " "), last),
+            "updated_at": pa.array(first_ordered_at, pa.timestamp("us")),
+        },
+        schema=JAFFLE_SCHEMAS["raw_customers"],
+    )
 
 
 def generate_days(days: int, start: date, seed: int, base: float) -> Iterator[Day]:
@@ -142,13 +159,8 @@ def generate_days(days: int, start: date, seed: int, base: float) -> Iterator[Da
         yield day
 
 
-def dimension_tables(customers: int) -> dict[str, pa.Table]:
-    """Stores, customers, products and supplies (supplies: a supply per sku it is used for)."""
-    ids = np.arange(1, customers + 1, dtype=np.int64)
-    names = [
-        f"{FIRST_NAMES[i % len(FIRST_NAMES)]} {LAST_NAMES[(i * 7) % len(LAST_NAMES)]}"
-        for i in range(1, customers + 1)
-    ]
+def dimension_tables() -> dict[str, pa.Table]:
+    """Stores, products and supplies (supplies: a supply per sku it is used for)."""
     supplies: list[tuple[object, ...]] = [
         (sup, name, cost, perishable, sku)
         for p, (sku, *_rest) in enumerate(PRODUCTS)
@@ -161,11 +173,7 @@ def dimension_tables(customers: int) -> dict[str, pa.Table]:
         "raw_products": list(PRODUCTS),
         "raw_supplies": supplies,
     }
-    tables = {table: _from_rows(table, table_rows) for table, table_rows in rows.items()}
-    tables["raw_customers"] = pa.table(
-        {"id": ids, "name": names}, schema=JAFFLE_SCHEMAS["raw_customers"]
-    )
-    return tables
+    return {table: _from_rows(table, table_rows) for table, table_rows in rows.items()}
 
 
 def _from_rows(table: str, rows: list[tuple[object, ...]]) -> pa.Table:
@@ -245,19 +253,17 @@ def generate_jaffle_shop(
     for stale in out_dir.glob("raw_*.*"):
         if stale not in paths.values():
             stale.unlink()
-    writers = {
-        t: TableWriter(paths[t], chosen[t], JAFFLE_SCHEMAS[t]) for t in ("raw_orders", "raw_items")
-    }
-    customers = 0
+    daily = ("raw_orders", "raw_items", "raw_customers")
+    writers = {t: TableWriter(paths[t], chosen[t], JAFFLE_SCHEMAS[t]) for t in daily}
     try:
         for day in generate_days(days, start, seed, orders_per_day_at_start):
             writers["raw_orders"].write(day.orders)
             writers["raw_items"].write(day.items)
-            customers = day.customers
+            writers["raw_customers"].write(day.new_customers)
     finally:
         for writer in writers.values():
             writer.close()
-    for table, data in dimension_tables(customers).items():
+    for table, data in dimension_tables().items():
         writer = TableWriter(paths[table], chosen[table], JAFFLE_SCHEMAS[table])
         writer.write(data)
         writer.close()

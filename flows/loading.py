@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from blocks.warehouse import Warehouse
 from flows.sources import Source, SourceError, fingerprint, read_batches
@@ -60,43 +63,41 @@ def load_source(
     """Load `source` into its table; the table changes only if every step succeeds."""
     started = time.perf_counter()
     incremental = source.cursor is not None and not full_refresh
-    mode: Mode = (
-        "backfill"
-        if incremental and backfill
-        else ("incremental" if incremental else "full refresh")
-    )
+    windowed = incremental and backfill is not None
+    mode: Mode = "backfill" if windowed else ("incremental" if incremental else "full refresh")
     exists = warehouse.table_exists(source.name)
     files = fingerprint(source)
-    reloadable = source.cursor is None and not full_refresh and exists and files
-    if reloadable and files == stored_fingerprint(warehouse, source.name):
+    if files:
+        warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
+    skippable = not full_refresh and not windowed and exists and files
+    if skippable and files == stored_fingerprint(warehouse, source.name):
         return TableLoad(source.name, "unchanged", seconds=time.perf_counter() - started)
     result = TableLoad(source.name, mode)
     result.watermark_before = watermark(warehouse, source) if exists else None
     window = backfill or LoadWindow(since=result.watermark_before if incremental else None)
     staging = f"{source.name}__staging_{uuid.uuid4().hex[:8]}"
+    merge = incremental and exists
     try:
-        result.rows_read = stage(warehouse, source, staging, window if incremental else None,
-                                 batch_rows)  # fmt: skip
-        if result.rows_read:
-            check_staged(warehouse, source, staging, target_exists=exists)
+        staged = stage(warehouse, source, staging, window if incremental else None, batch_rows)
+        result.rows_read = staged.rows
+        if staged.rows:
+            check_staged(warehouse, source, staging, staged, target_exists=exists)
             result.inserted, result.updated = publish(
-                warehouse, source, staging, incremental=incremental and exists
+                warehouse, source, staging, incremental=merge, columns=staged.columns
             )
-            if source.cursor is None and files:
+            # A backfill reads a window, not the whole file: it can't vouch for the rest.
+            if files and not windowed:
                 record_fingerprint(warehouse, source.name, files)
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {warehouse.qualified(staging)}")
-    result.watermark_after = (
-        watermark(warehouse, source) if warehouse.table_exists(source.name) else None
-    )
+    result.watermark_after = watermark_after(result.watermark_before, staged, merged=merge)
     result.seconds = time.perf_counter() - started
     return result
 
 
 def stored_fingerprint(warehouse: Warehouse, table: str) -> str | None:
-    """The fingerprint of the files a full-refresh table was last published from."""
-    if not warehouse.table_exists(SOURCE_STATE):
-        return None
+    """The fingerprint of the files `table` was last loaded from in full (all rows, or all
+    rows from the watermark on). The state table exists: load_source ensures it."""
     rows = warehouse.query(
         f"SELECT fingerprint FROM {warehouse.qualified(SOURCE_STATE)} WHERE table_name = ?",
         [table],
@@ -107,7 +108,6 @@ def stored_fingerprint(warehouse: Warehouse, table: str) -> str | None:
 def record_fingerprint(warehouse: Warehouse, table: str, files: str) -> None:
     """Remember what `table` was published from; written after the publish, so a crash in
     between only costs one more reload, never a skipped change."""
-    warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
     warehouse.execute(
         f"MERGE INTO {warehouse.qualified(SOURCE_STATE)} AS t "
         "USING (SELECT ? AS table_name, ? AS fingerprint) AS s ON t.table_name = s.table_name "
@@ -127,43 +127,127 @@ def watermark(warehouse: Warehouse, source: Source) -> Any:
     ][0]
 
 
+def watermark_after(before: Any, staged: Staged, *, merged: bool) -> Any:
+    """The table's highest cursor value after publishing `staged`, without scanning it: a
+    cursor never moves back for a row, so a MERGE keeps the higher of the two."""
+    if not staged.rows:
+        return before
+    if merged and before is not None and staged.highest is not None:
+        return max(before, staged.highest)
+    return staged.highest
+
+
+@dataclass
+class Staged:
+    """What streamed into the staging table: rows, columns, key proofs, highest cursor value."""
+
+    columns: list[str]
+    keys: KeyCheck
+    cursor: str | None
+    rows: int = 0
+    highest: Any = None
+
+    def see(self, batch: pa.RecordBatch) -> None:
+        """Take note of one batch on its way to the warehouse."""
+        self.keys.see(batch)
+        if self.cursor is not None:
+            top = pc.max(batch.column(self.cursor)).as_py()
+            if top is not None and (self.highest is None or top > self.highest):
+                self.highest = top
+
+
 def stage(
     warehouse: Warehouse,
     source: Source,
     staging: str,
     window: LoadWindow | None,
     batch_rows: int,
-) -> int:
-    """Stream the source's batches into a fresh staging table; return the rows staged."""
+) -> Staged:
+    """Stream the source's batches into a fresh staging table in one bulk load."""
     loaded_at = pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us"))
     since, until = (window.since, window.until) if window else (None, None)
-    rows = 0
-    for batch in read_batches(source, batch_rows=batch_rows, since=since, until=until):
-        stamped = batch.append_column(
-            LOADED_AT, pa.array([loaded_at] * batch.num_rows, pa.timestamp("us"))
-        )
-        rows += warehouse.bulk_load(staging, stamped)
-    return rows
+    schema = source.schema.append(pa.field(LOADED_AT, pa.timestamp("us")))
+    staged = Staged([name.lower() for name in schema.names], KeyCheck(source.primary_key),
+                    source.cursor)  # fmt: skip
+    failure: list[Exception] = []
+
+    def stamped() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in read_batches(source, batch_rows=batch_rows, since=since, until=until):
+                staged.see(batch)
+                yield batch.append_column(LOADED_AT, pa.repeat(loaded_at, batch.num_rows))
+        except Exception as exc:
+            failure.append(exc)
+            raise
+
+    try:
+        stream = pa.RecordBatchReader.from_batches(schema, stamped())
+        staged.rows = warehouse.bulk_load(staging, stream)
+    except Exception:
+        # The warehouse wraps an error raised inside the stream; ours names table, file and row.
+        if failure:
+            raise failure[0] from None
+        raise
+    return staged
+
+
+@dataclass
+class KeyCheck:
+    """What the primary key showed while streaming past, so the checks in SQL can be skipped.
+
+    A one-column key that strictly ascends through every batch is unique: append-only sources
+    sorted by id (the common case) need no GROUP BY over the staged rows.
+    """
+
+    key: tuple[str, ...]
+    nulls: int = 0
+    ascending: bool = True
+    last: pa.Scalar | None = None
+
+    def see(self, batch: pa.RecordBatch) -> None:
+        """Count the batch's rows with a null key and check the key still ascends."""
+        columns = [batch.column(column) for column in self.key]
+        if any(column.null_count for column in columns):
+            missing = reduce(pc.or_, [column.is_null() for column in columns])
+            self.nulls += int(pc.sum(missing).as_py())
+            self.ascending = False
+        if self.ascending and len(columns) == 1 and batch.num_rows:
+            self.ascending = _ascends(columns[0], after=self.last)
+            self.last = columns[0][-1]
+
+    @property
+    def unique(self) -> bool:
+        """Whether the keys are proven unique without looking at the staged table."""
+        return len(self.key) == 1 and self.ascending and self.nulls == 0
+
+
+def _ascends(values: pa.Array, after: pa.Scalar | None) -> bool:
+    """Whether `values` strictly ascend and all come after `after`."""
+    if after is not None and not pc.greater(values[0], after).as_py():
+        return False
+    later, earlier = values.slice(1), values.slice(0, len(values) - 1)
+    return len(later) == 0 or bool(pc.all(pc.greater(later, earlier)).as_py())
 
 
 def check_staged(
-    warehouse: Warehouse, source: Source, staging: str, *, target_exists: bool
+    warehouse: Warehouse, source: Source, staging: str, staged: Staged, *, target_exists: bool
 ) -> None:
     """Refuse staged rows with a null or duplicate key, or columns the table doesn't have."""
-    staged = warehouse.qualified(staging)
-    key = source.primary_key
-    nulls = " OR ".join(f"{column} IS NULL" for column in key)
-    null_count = warehouse.query(f"SELECT COUNT(*) FROM {staged} WHERE {nulls}")[0][0]
-    if null_count:
+    keys, key = staged.keys, source.primary_key
+    if keys.nulls:
         raise LoadError(
             source.name,
-            f"{null_count} row(s) in {source.location} have a null primary key "
+            f"{keys.nulls} row(s) in {source.location} have a null primary key "
             f"({', '.join(key)}); fix the source rows, the key must always be set",
         )
     columns = ", ".join(key)
-    duplicates = warehouse.query(
-        f"SELECT {columns}, COUNT(*) FROM {staged} GROUP BY {columns} HAVING COUNT(*) > 1 "
-        f"ORDER BY {columns} LIMIT 3"
+    duplicates = (
+        []
+        if keys.unique
+        else warehouse.query(
+            f"SELECT {columns}, COUNT(*) FROM {warehouse.qualified(staging)} GROUP BY {columns} "
+            f"HAVING COUNT(*) > 1 ORDER BY {columns} LIMIT 3"
+        )
     )
     if duplicates:
         examples = "; ".join(
@@ -177,7 +261,7 @@ def check_staged(
             "each key may appear once per load",
         )
     if target_exists:
-        expected, found = warehouse.columns(source.name), warehouse.columns(staging)
+        expected, found = warehouse.columns(source.name), staged.columns
         added = [c for c in found if c not in expected]
         dropped = [c for c in expected if c not in found]
         if added or dropped:
@@ -190,7 +274,7 @@ def check_staged(
 
 
 def publish(
-    warehouse: Warehouse, source: Source, staging: str, *, incremental: bool
+    warehouse: Warehouse, source: Source, staging: str, *, incremental: bool, columns: list[str]
 ) -> tuple[int, int]:
     """Make the staged rows visible in one atomic step; return (inserted, updated)."""
     target, staged = warehouse.qualified(source.name), warehouse.qualified(staging)
@@ -200,7 +284,6 @@ def publish(
         return int(staged_rows), 0
     on = " AND ".join(f"t.{column} = s.{column}" for column in source.primary_key)
     matched = warehouse.query(f"SELECT COUNT(*) FROM {staged} s JOIN {target} t ON {on}")[0][0]
-    columns = warehouse.columns(staging)
     updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in source.primary_key)
     # One MERGE statement is atomic on both DuckDB and Snowflake: all of it or none.
     warehouse.execute(

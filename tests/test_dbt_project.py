@@ -37,7 +37,7 @@ MARTS = "analytics"
 
 RAW_DDL = {
     "raw_stores": "id BIGINT, name VARCHAR, opened_at TIMESTAMP, tax_rate DOUBLE",
-    "raw_customers": "id BIGINT, name VARCHAR",
+    "raw_customers": "id BIGINT, name VARCHAR, updated_at TIMESTAMP",
     "raw_products": "sku VARCHAR, name VARCHAR, type VARCHAR, price BIGINT, description VARCHAR",
     "raw_supplies": "id VARCHAR, name VARCHAR, cost BIGINT, perishable BOOLEAN, sku VARCHAR",
     "raw_orders": "id BIGINT, customer BIGINT, ordered_at TIMESTAMP, store_id BIGINT, "
@@ -107,7 +107,7 @@ def raw_rows(seed: int = 7) -> dict[str, list[tuple[Any, ...]]]:
         )
     return {
         "raw_stores": STORES,
-        "raw_customers": [(i, f"Customer {i}") for i in range(1, CUSTOMERS + 1)],
+        "raw_customers": [(i, f"Customer {i}", start) for i in range(1, CUSTOMERS + 1)],
         "raw_products": PRODUCTS,
         "raw_supplies": supplies,
         "raw_orders": orders,

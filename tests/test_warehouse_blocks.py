@@ -113,6 +113,15 @@ def test_bulk_load_round_trips_rows_and_types(warehouse: tuple[Warehouse, Connec
     assert rows == [tuple(row.values()) for row in ROWS.to_pylist()]
 
 
+def test_bulk_load_consumes_a_stream_of_batches(warehouse: tuple[Warehouse, ConnectionLog]) -> None:
+    block, _ = warehouse
+    stream = pa.RecordBatchReader.from_batches(ROWS.schema, ROWS.to_batches(max_chunksize=2))
+    with block:
+        assert block.bulk_load("streamed", stream) == 3
+        rows = block.query(f"SELECT id, name FROM {block.qualified('streamed')} ORDER BY id")
+    assert rows == [(1, "ann"), (2, "bob"), (3, None)]
+
+
 def test_bulk_load_accepts_a_dataframe(warehouse: tuple[Warehouse, ConnectionLog]) -> None:
     block, _ = warehouse
     with block:

@@ -13,6 +13,7 @@ from unittest import mock
 
 import duckdb
 import fakesnow
+import fakesnow.cursor
 import pytest
 import snowflake.connector
 
@@ -63,6 +64,16 @@ def duckdb_warehouse(
     yield DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")), log
 
 
+def _merges_take_turns(execute: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
+    def serialized(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        if not command.lstrip().upper().startswith("MERGE"):
+            return execute(self, command, *args, **kwargs)
+        with lock:
+            return execute(self, command, *args, **kwargs)
+
+    return serialized
+
+
 @contextmanager
 def fakesnow_warehouse(private_key_pem: str) -> Iterator[tuple[Warehouse, ConnectionLog]]:
     log = ConnectionLog()
@@ -71,7 +82,15 @@ def fakesnow_warehouse(private_key_pem: str) -> Iterator[tuple[Warehouse, Connec
         # fakesnow creates the database on connect and races with itself when mapped tasks
         # connect at once (real Snowflake doesn't), so the stand-in's connects take turns.
         counted = _counting(snowflake.connector.connect, log, threading.Lock())
-        with mock.patch.object(snowflake.connector, "connect", counted):
+        # fakesnow runs a MERGE through a temporary table it registers in a catalog shared by
+        # all connections, so MERGEs from mapped tasks collide (Snowflake's temporary tables
+        # are per session); the stand-in's MERGEs take turns.
+        cursor = fakesnow.cursor.FakeSnowflakeCursor
+        merges = _merges_take_turns(cursor.execute, threading.Lock())
+        with (
+            mock.patch.object(snowflake.connector, "connect", counted),
+            mock.patch.object(cursor, "execute", merges),
+        ):
             yield (
                 SnowflakeWarehouse(
                     account="myorg-myaccount",
