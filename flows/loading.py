@@ -62,6 +62,8 @@ def load_source(
 ) -> TableLoad:
     """Load `source` into its table; the table changes only if every step succeeds."""
     started = time.perf_counter()
+    if not source.backfill_by_window:
+        backfill = None
     incremental = source.cursor is not None and not full_refresh
     windowed = incremental and backfill is not None
     mode: Mode = "backfill" if windowed else ("incremental" if incremental else "full refresh")

@@ -39,6 +39,9 @@ class Source:
     schema: pa.Schema
     primary_key: tuple[str, ...]
     cursor: str | None = None
+    # False when the cursor tracks changes (e.g. `updated_at`), not events: a backfill window
+    # then doesn't apply and the table loads incrementally, so the window's facts find their rows.
+    backfill_by_window: bool = True
 
     def __post_init__(self) -> None:
         missing = [c for c in (*self.primary_key, self.cursor) if c and c not in self.schema.names]
@@ -284,6 +287,8 @@ JAFFLE_KEYS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "raw_orders": (("id",), "ordered_at"),
     "raw_items": (("id",), "ordered_at"),
 }
+# Tables whose cursor is a change time: a backfill of order days still brings them up to date.
+JAFFLE_CHANGE_TRACKED = {"raw_customers"}
 
 
 def jaffle_shop_sources(
@@ -299,7 +304,10 @@ def jaffle_shop_sources(
         key, cursor = JAFFLE_KEYS[table]
         fmt = chosen[table]
         location = f"{str(root).rstrip('/')}/{table}.{fmt}"
-        sources.append(Source(table, location, fmt, schema, key, cursor))
+        sources.append(
+            Source(table, location, fmt, schema, key, cursor,
+                   backfill_by_window=table not in JAFFLE_CHANGE_TRACKED)
+        )  # fmt: skip
     return sources
 
 

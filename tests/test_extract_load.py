@@ -132,6 +132,20 @@ def test_backfill_window_reloads_just_that_range(
     assert counts(block) == expected_counts(data_dir)
 
 
+def test_a_backfill_brings_change_tracked_tables_up_to_date_so_window_facts_find_their_rows(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> None:
+    block, _ = warehouse
+    start, end = datetime(2025, 1, 2), datetime(2025, 1, 2, 23, 59, 59)
+    results = {
+        r.table: r for r in run(environment, data_dir, backfill_start=start, backfill_end=end)
+    }
+    assert results["raw_orders"].mode == "backfill"
+    assert results["raw_customers"].mode == "incremental"
+    assert counts(block)["raw_customers"] == expected_counts(data_dir)["raw_customers"]
+    assert counts(block)["raw_orders"] < expected_counts(data_dir)["raw_orders"]
+
+
 def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
     warehouse: tuple[Warehouse, ConnectionLog],
     environment: str,
