@@ -30,11 +30,12 @@ from prefect.settings import PREFECT_API_KEY, temporary_settings
 from prefect.states import Scheduled
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 
-from blocks import ConsoleAlerts, DbtCoreTransform, DuckDBWarehouse, ELTEnvironment
+from blocks import DuckDBWarehouse
 from flows.backfill import window_of_days
 from flows.demo_data import generate_jaffle_shop
 from tests.conftest import REPO_ROOT
 from tests.support.docker_engine import DockerEngine, running_docker_engine
+from tests.support.environments import save_embedded_environment
 
 sys.path.insert(0, str(REPO_ROOT / "deployments"))
 from work_pools import (
@@ -271,18 +272,7 @@ def test_the_job_a_kubernetes_worker_renders_validates_strictly_runs_non_root_an
 @pytest.fixture
 def local_environment(tmp_path: Path) -> tuple[str, Path, DuckDBWarehouse]:
     """An environment of the test's own (DuckDB file, demo data): the run touches no repo file."""
-    name = f"pool-{uuid.uuid4().hex[:8]}"
-    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    warehouse.save(name)
-    DbtCoreTransform(
-        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2
-    ).save(name)
-    ConsoleAlerts(environment_label=name).save(name)
-    ELTEnvironment(
-        warehouse=f"duckdb-warehouse/{name}",
-        transform=f"dbt-core-transform/{name}",
-        alerts=f"console-alerts/{name}",
-    ).save(name)
+    name, warehouse = save_embedded_environment("pool", tmp_path)
     generate_jaffle_shop(tmp_path / "jaffle", days=4, orders_per_day_at_start=40)
     return name, tmp_path / "jaffle", warehouse
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks import ConsoleAlerts, DbtCoreTransform, DuckDBWarehouse, ELTEnvironment
+from blocks import DuckDBWarehouse
 from flows.demo_data import generate_jaffle_shop
 from flows.elt import elt
 from flows.transform import transform
-from tests.conftest import REPO_ROOT
+from tests.support.environments import save_embedded_environment
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -22,14 +21,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 def environment(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> dict[str, Any]:
     """A local environment of its own: DuckDB file, the repository's dbt project, console alerts."""
     root = tmp_path_factory.mktemp("elt")
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
-    warehouse.save(name)
-    DbtCoreTransform(project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"),
-                     threads=2).save(name)  # fmt: skip
-    ConsoleAlerts(environment_label="e2e").save(name)
-    ELTEnvironment(warehouse=f"duckdb-warehouse/{name}", transform=f"dbt-core-transform/{name}",
-                   alerts=f"console-alerts/{name}").save(name)  # fmt: skip
+    name, warehouse = save_embedded_environment("e2e", root)
     data = root / "jaffle"
     generate_jaffle_shop(data, days=5, orders_per_day_at_start=60)
     loads, built = elt(environment=name, data_dir=str(data))
