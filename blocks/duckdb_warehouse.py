@@ -119,15 +119,18 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         return self._conn().execute(sql, params).fetchall()
 
-    def bulk_load(self, table: str, data: TableData) -> int:
+    def bulk_load(self, table: str, data: TableData, *, temporary: bool = False) -> int:
         conn = self._conn()
         arrow = _as_arrow(data)
-        target = self.qualified(check_identifier(table, "table"))
+        target = self.qualified(check_identifier(table, "table"), temporary=temporary)
         # A stream can be read only once, so the table is created from its schema alone.
         conn.register("_bulk_load_columns", arrow.schema.empty_table())
         conn.register("_bulk_load_input", arrow)
         try:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM _bulk_load_columns")
+            conn.execute(
+                f"CREATE {'TEMP ' if temporary else ''}TABLE IF NOT EXISTS {target} "
+                "AS SELECT * FROM _bulk_load_columns"
+            )
             inserted = conn.execute(
                 f"INSERT INTO {target} BY NAME SELECT * FROM _bulk_load_input"
             ).fetchone()
@@ -136,25 +139,21 @@ class DuckDBWarehouse(Warehouse):
             conn.unregister("_bulk_load_columns")
         return int(inserted[0]) if inserted else 0
 
-    # duckdb_tables() / duckdb_columns() answer in about half the time of information_schema,
-    # which shows on reruns that do little else than look tables up.
-    def table_exists(self, table: str) -> bool:
-        return bool(
-            self.query(
-                "SELECT COUNT(*) FROM duckdb_tables() "
-                "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
-                [self.schema_name, table],
-            )[0][0]
-        )
+    def qualified(self, table: str, *, temporary: bool = False) -> str:
+        # DuckDB keeps temporary tables in its own `temp` catalog, never in a schema of the file.
+        return f"temp.main.{table}" if temporary else f"{self.schema_name}.{table}"
 
-    def columns(self, table: str) -> list[str]:
-        rows = self.query(
-            "SELECT column_name FROM duckdb_columns() "
-            "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?) "
-            "ORDER BY column_index",
-            [self.schema_name, table],
-        )
-        return [str(row[0]).lower() for row in rows]
+    # pragma_table_info reads one table's entry; duckdb_columns() and information_schema load
+    # every table's storage metadata first (about 15 ms in a fresh process with large tables).
+    def table_columns(self, tables: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for table in tables:
+            try:
+                rows = self.query("SELECT name FROM pragma_table_info(?)", [self.qualified(table)])
+            except duckdb.CatalogException:
+                continue  # no such table
+            found[table.lower()] = [str(row[0]).lower() for row in rows]
+        return found
 
     def replace_table(self, table: str, staging: str) -> None:
         # DuckDB's DDL is transactional: drop + rename commit together, and copy nothing.

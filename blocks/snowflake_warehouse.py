@@ -208,14 +208,14 @@ class SnowflakeWarehouse(Warehouse):
             cursor.execute(sql, params)
             return [tuple(row) for row in cursor.fetchall()]
 
-    def bulk_load(self, table: str, data: TableData) -> int:
+    def bulk_load(self, table: str, data: TableData, *, temporary: bool = False) -> int:
         if isinstance(data, pa.RecordBatchReader):
             # One write_pandas per batch: memory stays bounded by the batch, not the stream.
-            return sum(self._write_pandas(table, batch.to_pandas()) for batch in data)
+            return sum(self._write_pandas(table, batch.to_pandas(), temporary) for batch in data)
         frame = data.to_pandas() if isinstance(data, pa.Table | pa.RecordBatch) else data
-        return self._write_pandas(table, frame)
+        return self._write_pandas(table, frame, temporary)
 
-    def _write_pandas(self, table: str, frame: pd.DataFrame) -> int:
+    def _write_pandas(self, table: str, frame: pd.DataFrame, temporary: bool) -> int:
         # Looked up at call time so fakesnow's patch of pandas_tools applies in tests.
         from snowflake.connector import pandas_tools
 
@@ -228,6 +228,8 @@ class SnowflakeWarehouse(Warehouse):
             auto_create_table=True,
             quote_identifiers=False,
             use_logical_type=True,
+            # Session-private staging in the raw schema, dropped with the session.
+            table_type="temp" if temporary else "",
         )
         return int(rows)
 

@@ -72,9 +72,10 @@ class Warehouse(Block, ABC):
         """Run one query and return all rows."""
 
     @abstractmethod
-    def bulk_load(self, table: str, data: TableData) -> int:
+    def bulk_load(self, table: str, data: TableData, *, temporary: bool = False) -> int:
         """Append `data` to raw-schema `table` through the bulk path, creating it if missing;
-        return the rows appended."""
+        return the rows appended. `temporary` creates it private to this connection and gone
+        with it (staging that nothing else reads)."""
 
     @abstractmethod
     def replace_table(self, table: str, staging: str) -> None:
@@ -95,28 +96,31 @@ class Warehouse(Block, ABC):
             raise
         self.execute("COMMIT")
 
+    def table_columns(self, tables: Sequence[str]) -> dict[str, list[str]]:
+        """Lower-case column names, in table order, of those raw-schema `tables` that exist."""
+        names = [table.lower() for table in tables]
+        rows = self.query(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE UPPER(table_schema) = UPPER(?) "
+            f"AND LOWER(table_name) IN ({', '.join('?' for _ in names)}) "
+            "ORDER BY table_name, ordinal_position",
+            [self.schema_name, *names],
+        )
+        found: dict[str, list[str]] = {}
+        for table, column in rows:
+            found.setdefault(str(table).lower(), []).append(str(column).lower())
+        return found
+
     def table_exists(self, table: str) -> bool:
         """Whether raw-schema `table` exists."""
-        return bool(
-            self.query(
-                "SELECT COUNT(*) FROM information_schema.tables "
-                "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?)",
-                [self.schema_name, table],
-            )[0][0]
-        )
+        return table.lower() in self.table_columns([table])
 
     def columns(self, table: str) -> list[str]:
         """Lower-case column names of raw-schema `table`, in table order."""
-        rows = self.query(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE UPPER(table_schema) = UPPER(?) AND UPPER(table_name) = UPPER(?) "
-            "ORDER BY ordinal_position",
-            [self.schema_name, table],
-        )
-        return [str(row[0]).lower() for row in rows]
+        return self.table_columns([table]).get(table.lower(), [])
 
-    def qualified(self, table: str) -> str:
-        """`schema.table` for a table in the raw schema."""
+    def qualified(self, table: str, *, temporary: bool = False) -> str:
+        """`schema.table` for a table in the raw schema (or a temporary one `bulk_load` made)."""
         return f"{self.schema_name}.{table}"
 
     def _schema_exists(self) -> bool:

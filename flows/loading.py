@@ -67,9 +67,12 @@ def load_source(
     incremental = source.cursor is not None and not full_refresh
     windowed = incremental and backfill is not None
     mode: Mode = "backfill" if windowed else ("incremental" if incremental else "full refresh")
-    exists = warehouse.table_exists(source.name)
+    # One catalog lookup answers: does the target exist, with which columns, and the state table?
+    catalog = warehouse.table_columns([source.name, SOURCE_STATE])
+    target_columns = catalog.get(source.name.lower())
+    exists = target_columns is not None
     files = fingerprint(source)
-    if files:
+    if files and SOURCE_STATE not in catalog:
         warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
     skippable = not full_refresh and not windowed and exists and files
     if skippable and files == stored_fingerprint(warehouse, source.name):
@@ -79,19 +82,21 @@ def load_source(
     window = backfill or LoadWindow(since=result.watermark_before if incremental else None)
     staging = f"{source.name}__staging_{uuid.uuid4().hex[:8]}"
     merge = incremental and exists
+    # Rows to MERGE stage in a temporary table: private to this connection, never logged to
+    # disk, gone if the run dies. A replacement must be a real table: it becomes the target.
+    staging_table = warehouse.qualified(staging, temporary=merge)
     try:
-        staged = stage(warehouse, source, staging, window if incremental else None, batch_rows)
+        loading_window = window if incremental else None
+        staged = stage(warehouse, source, staging, loading_window, batch_rows, temporary=merge)
         result.rows_read = staged.rows
         if staged.rows:
-            check_staged(warehouse, source, staging, staged, target_exists=exists)
-            result.inserted, result.updated = publish(
-                warehouse, source, staging, incremental=merge, columns=staged.columns
-            )
+            check_staged(warehouse, source, staging_table, staged, target_columns=target_columns)
+            result.inserted, result.updated = publish(warehouse, source, staging, staged, merge)
             # A backfill reads a window, not the whole file: it can't vouch for the rest.
             if files and not windowed:
                 record_fingerprint(warehouse, source.name, files)
     finally:
-        warehouse.execute(f"DROP TABLE IF EXISTS {warehouse.qualified(staging)}")
+        warehouse.execute(f"DROP TABLE IF EXISTS {staging_table}")
     result.watermark_after = watermark_after(result.watermark_before, staged, merged=merge)
     result.seconds = time.perf_counter() - started
     return result
@@ -164,6 +169,8 @@ def stage(
     staging: str,
     window: LoadWindow | None,
     batch_rows: int,
+    *,
+    temporary: bool = False,
 ) -> Staged:
     """Stream the source's batches into a fresh staging table in one bulk load."""
     loaded_at = pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us"))
@@ -184,7 +191,7 @@ def stage(
 
     try:
         stream = pa.RecordBatchReader.from_batches(schema, stamped())
-        staged.rows = warehouse.bulk_load(staging, stream)
+        staged.rows = warehouse.bulk_load(staging, stream, temporary=temporary)
     except Exception:
         # The warehouse wraps an error raised inside the stream; ours names table, file and row.
         if failure:
@@ -232,9 +239,15 @@ def _ascends(values: pa.Array, after: pa.Scalar | None) -> bool:
 
 
 def check_staged(
-    warehouse: Warehouse, source: Source, staging: str, staged: Staged, *, target_exists: bool
+    warehouse: Warehouse,
+    source: Source,
+    staging_table: str,
+    staged: Staged,
+    *,
+    target_columns: list[str] | None,
 ) -> None:
-    """Refuse staged rows with a null or duplicate key, or columns the table doesn't have."""
+    """Refuse staged rows with a null or duplicate key, or columns the table doesn't have.
+    `staging_table` is qualified."""
     keys, key = staged.keys, source.primary_key
     if keys.nulls:
         raise LoadError(
@@ -247,7 +260,7 @@ def check_staged(
         []
         if keys.unique
         else warehouse.query(
-            f"SELECT {columns}, COUNT(*) FROM {warehouse.qualified(staging)} GROUP BY {columns} "
+            f"SELECT {columns}, COUNT(*) FROM {staging_table} GROUP BY {columns} "
             f"HAVING COUNT(*) > 1 ORDER BY {columns} LIMIT 3"
         )
     )
@@ -262,8 +275,8 @@ def check_staged(
             f"duplicate primary key ({', '.join(key)}) in {source.location}: {examples}; "
             "each key may appear once per load",
         )
-    if target_exists:
-        expected, found = warehouse.columns(source.name), staged.columns
+    if target_columns is not None:
+        expected, found = target_columns, staged.columns
         added = [c for c in found if c not in expected]
         dropped = [c for c in expected if c not in found]
         if added or dropped:
@@ -276,25 +289,34 @@ def check_staged(
 
 
 def publish(
-    warehouse: Warehouse, source: Source, staging: str, *, incremental: bool, columns: list[str]
+    warehouse: Warehouse, source: Source, staging: str, staged: Staged, merge: bool
 ) -> tuple[int, int]:
     """Make the staged rows visible in one atomic step; return (inserted, updated)."""
-    target, staged = warehouse.qualified(source.name), warehouse.qualified(staging)
-    staged_rows = warehouse.query(f"SELECT COUNT(*) FROM {staged}")[0][0]
-    if not incremental:
-        warehouse.replace_table(source.name, staging)
-        return int(staged_rows), 0
+    if merge:
+        return merge_into(warehouse, source, warehouse.qualified(staging, temporary=True), staged)
+    warehouse.replace_table(source.name, staging)
+    return staged.rows, 0
+
+
+def merge_into(
+    warehouse: Warehouse, source: Source, staging_table: str, staged: Staged
+) -> tuple[int, int]:
+    """Upsert the staged rows on the primary key in one atomic MERGE; return (inserted, updated)."""
+    target = warehouse.qualified(source.name)
     on = " AND ".join(f"t.{column} = s.{column}" for column in source.primary_key)
-    matched = warehouse.query(f"SELECT COUNT(*) FROM {staged} s JOIN {target} t ON {on}")[0][0]
+    matched = int(
+        warehouse.query(f"SELECT COUNT(*) FROM {staging_table} s JOIN {target} t ON {on}")[0][0]
+    )
+    columns = staged.columns
     updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in source.primary_key)
     # One MERGE statement is atomic on both DuckDB and Snowflake: all of it or none.
     warehouse.execute(
-        f"MERGE INTO {target} AS t USING {staged} AS s ON {on} "
+        f"MERGE INTO {target} AS t USING {staging_table} AS s ON {on} "
         f"WHEN MATCHED THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
         f"VALUES ({', '.join(f's.{c}' for c in columns)})"
     )
-    return int(staged_rows - matched), int(matched)
+    return staged.rows - matched, matched
 
 
 def describe_failure(source: Source, exc: BaseException) -> str:

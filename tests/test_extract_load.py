@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
+from snowflake.connector import pandas_tools
 
 import flows.loading
 from blocks import ELTEnvironment, Warehouse
@@ -158,10 +160,10 @@ def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
     generate_jaffle_shop(data_dir, days=5, **SMALL)
     real_publish = flows.loading.publish
 
-    def interrupted(warehouse: Warehouse, source: Any, staging: str, **kw: Any) -> Any:
+    def interrupted(warehouse: Warehouse, source: Any, *args: Any) -> Any:
         if source.name == "raw_orders":
             raise RuntimeError("connection lost before publish")
-        return real_publish(warehouse, source, staging, **kw)
+        return real_publish(warehouse, source, *args)
 
     monkeypatch.setattr(flows.loading, "publish", interrupted)
     with pytest.raises(ExtractLoadError, match=r"1 of 6 tables failed.*raw_orders"):
@@ -177,6 +179,46 @@ def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
     assert leftovers == []
     monkeypatch.setattr(flows.loading, "publish", real_publish)
     run(environment, data_dir)
+    assert counts(block) == expected_counts(data_dir)
+
+
+def test_incremental_rows_stage_in_a_table_no_other_connection_sees(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block, _ = warehouse
+    run(environment, data_dir)
+    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    seen: dict[str, tuple[int, list[Any]]] = {}
+    real_merge_into = flows.loading.merge_into
+
+    def observed(warehouse: Warehouse, source: Any, staging_table: str, staged: Staged) -> Any:
+        staged_rows = warehouse.query(f"SELECT COUNT(*) FROM {staging_table}")[0][0]
+        with block.fresh() as other:
+            visible = other.query(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE LOWER(table_name) LIKE '%staging%'"
+            )
+        seen[source.name] = (staged_rows, visible)
+        return real_merge_into(warehouse, source, staging_table, staged)
+
+    monkeypatch.setattr(flows.loading, "merge_into", observed)
+    with mock.patch.object(
+        pandas_tools, "write_pandas", wraps=pandas_tools.write_pandas
+    ) as write_pandas:
+        run(environment, data_dir)
+    assert set(seen) == {"raw_customers", "raw_orders", "raw_items"}
+    assert all(rows > 0 for rows, _ in seen.values()), seen
+    if block.dialect == "snowflake":
+        # fakesnow keeps every table in one catalog for all connections (Snowflake keeps
+        # temporary ones per session), so there the check is that staging is asked temporary.
+        staging = [c.kwargs["table_type"] for c in write_pandas.call_args_list
+                   if "__STAGING_" in c.args[2]]  # fmt: skip
+        assert staging and set(staging) == {"temp"}, staging
+    else:
+        assert all(visible == [] for _, visible in seen.values()), seen
     assert counts(block) == expected_counts(data_dir)
 
 
