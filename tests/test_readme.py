@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support.prefect_server import free_port
 
 README = (REPO_ROOT / "README.md").read_text()
 BLOCK = re.compile(
@@ -40,12 +40,6 @@ def test_the_ci_block_is_what_ci_runs() -> None:
         for line in body.splitlines():
             command = line.split("#", 1)[0].strip()
             assert command in ci_script, f"{command!r} is not in .ci/run"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,159 @@
+"""Source locations and formats: local globs, JSON lines, s3:// through Arrow's S3 client
+(against moto's S3 server), https:// through fsspec (against a local HTTP file server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from blocks import DuckDBWarehouse
+from flows.demo_data import generate_jaffle_shop
+from flows.extract_load import extract_load
+from flows.loading import load_source
+from flows.sources import (
+    JAFFLE_KEYS,
+    JAFFLE_SCHEMAS,
+    Source,
+    SourceError,
+    jaffle_shop_sources,
+    read_batches,
+    resolve_files,
+)
+from tests.support.environments import save_embedded_environment
+from tests.support.object_stores import s3_api, serving_directory, upload_directory
+
+SMALL = {"orders_per_day_at_start": 40}
+ORDERS = JAFFLE_SCHEMAS["raw_orders"]
+
+
+def file_rows(data_dir: Path) -> dict[str, int]:
+    """Rows per table as the generator wrote them, whatever the format."""
+    rows = {}
+    for file in data_dir.iterdir():
+        table, suffix = file.stem, file.suffix
+        if suffix == ".parquet":
+            rows[table] = pq.ParquetFile(file).metadata.num_rows
+        else:
+            rows[table] = len(file.read_text().splitlines()) - (suffix == ".csv")
+    return rows
+
+
+def table_rows(warehouse: DuckDBWarehouse) -> dict[str, int]:
+    with warehouse.fresh() as own:
+        return {t: own.query(f"SELECT COUNT(*) FROM {own.qualified(t)}")[0][0] for t in JAFFLE_KEYS}
+
+
+def orders_source(location: str, fmt: Any = "parquet") -> Source:
+    return Source("raw_orders", location, fmt, ORDERS, ("id",), "ordered_at")
+
+
+def split_orders(data_dir: Path, out: Path, parts: int) -> int:
+    """Write the orders as `parts` Parquet files named by part; return the row count."""
+    orders = pq.read_table(data_dir / "raw_orders.parquet")
+    out.mkdir(parents=True)
+    size = -(-orders.num_rows // parts)
+    for part in range(parts):
+        pq.write_table(orders.slice(part * size, size), out / f"part-{part:02d}.parquet")
+    return orders.num_rows
+
+
+def test_json_lines_sources_load_like_csv_and_parquet(tmp_path: Path) -> None:
+    formats: dict[str, Any] = {"raw_orders": "jsonl", "raw_stores": "jsonl", "raw_items": "csv"}
+    data_dir = tmp_path / "jaffle"
+    generate_jaffle_shop(data_dir, days=3, formats=formats, **SMALL)
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    with warehouse:
+        for source in jaffle_shop_sources(data_dir, formats=list(formats.items())):
+            load_source(warehouse, source)
+    assert (data_dir / "raw_orders.jsonl").exists()
+    assert table_rows(warehouse) == file_rows(data_dir)
+    with warehouse:
+        typed = warehouse.query("SELECT typeof(ordered_at), typeof(id) FROM raw.raw_orders LIMIT 1")
+    assert typed == [("TIMESTAMP", "BIGINT")]
+
+
+def test_a_local_glob_reads_every_matching_file_in_name_order(tmp_path: Path) -> None:
+    generate_jaffle_shop(tmp_path / "jaffle", days=3, **SMALL)
+    rows = split_orders(tmp_path / "jaffle", tmp_path / "orders", parts=3)
+    source = orders_source(str(tmp_path / "orders" / "part-*.parquet"))
+    assert [Path(f).name for f in resolve_files(source)] == [
+        "part-00.parquet", "part-01.parquet", "part-02.parquet"
+    ]  # fmt: skip
+    ids = pa.concat_arrays([batch.column("id") for batch in read_batches(source)])
+    assert len(ids) == rows and ids.to_pylist() == sorted(ids.to_pylist())
+
+
+def test_sources_in_s3_load_and_the_next_run_reads_only_new_rows(
+    tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "jaffle"
+    generate_jaffle_shop(data_dir, days=3, **SMALL)
+    environment, warehouse = save_embedded_environment("s3-sources", tmp_path)
+    with s3_api(monkeypatch) as s3:
+        s3.create_bucket(Bucket="acme-raw")
+        upload_directory(s3, "acme-raw", "jaffle-shop", data_dir)
+        extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
+        assert table_rows(warehouse) == file_rows(data_dir)
+
+        before = file_rows(data_dir)
+        generate_jaffle_shop(data_dir, days=5, **SMALL)
+        upload_directory(s3, "acme-raw", "jaffle-shop", data_dir)
+        loads = extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
+    assert table_rows(warehouse) == file_rows(data_dir)
+    orders = next(load for load in loads if load.table == "raw_orders")
+    new_orders = file_rows(data_dir)["raw_orders"] - before["raw_orders"]
+    # Rows at the watermark are read again (and matched, not duplicated).
+    assert orders.mode == "incremental" and orders.inserted == new_orders
+    assert new_orders <= orders.rows_read < new_orders + 5
+
+
+def test_an_s3_glob_reads_every_matching_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate_jaffle_shop(tmp_path / "jaffle", days=3, **SMALL)
+    rows = split_orders(tmp_path / "jaffle", tmp_path / "orders", parts=3)
+    (tmp_path / "orders" / "README.txt").write_text("not data")
+    with s3_api(monkeypatch) as s3:
+        s3.create_bucket(Bucket="acme-raw")
+        upload_directory(s3, "acme-raw", "orders/2025", tmp_path / "orders")
+        source = orders_source("s3://acme-raw/orders/*/part-*.parquet")
+        files = resolve_files(source)
+        read = sum(batch.num_rows for batch in read_batches(source))
+    assert files == [f"s3://acme-raw/orders/2025/part-0{n}.parquet" for n in range(3)]
+    assert read == rows
+
+
+def test_a_missing_s3_object_or_bucket_names_the_location_and_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with s3_api(monkeypatch) as s3:
+        s3.create_bucket(Bucket="acme-raw")
+        with pytest.raises(SourceError, match=r"raw_orders: s3://acme-raw/nope.parquet: file not"
+                           r" found .*fix the source's location"):  # fmt: skip
+            list(read_batches(orders_source("s3://acme-raw/nope.parquet")))
+        with pytest.raises(
+            SourceError, match=r"raw_orders: s3://acme-raw/none/\*.parquet: no file"
+        ):
+            resolve_files(orders_source("s3://acme-raw/none/*.parquet"))
+
+
+def test_sources_over_https_load_through_range_requests(tmp_path: Path, prefect_api: str) -> None:
+    data_dir = tmp_path / "jaffle"
+    generate_jaffle_shop(data_dir, days=3, **SMALL)
+    environment, warehouse = save_embedded_environment("https-sources", tmp_path)
+    with serving_directory(tmp_path) as base_url:
+        extract_load(environment=environment, data_dir=f"{base_url}/jaffle")
+        with pytest.raises(
+            SourceError, match=r"raw_orders: .*/jaffle/nope.parquet: file not found"
+        ):
+            list(read_batches(orders_source(f"{base_url}/jaffle/nope.parquet")))
+    assert table_rows(warehouse) == file_rows(data_dir)
+
+
+def test_a_glob_over_https_is_refused_with_the_alternative() -> None:
+    with pytest.raises(SourceError, match=r"HTTP\(S\) can't list files.*s3:// or gs://"):
+        resolve_files(orders_source("https://data.example.com/orders/*.parquet"))
