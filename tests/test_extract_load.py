@@ -148,16 +148,33 @@ def test_a_backfill_brings_change_tracked_tables_up_to_date_so_window_facts_find
     assert counts(block)["raw_orders"] < expected_counts(data_dir)["raw_orders"]
 
 
+@pytest.fixture
+def loaded_then_grown(
+    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+) -> Warehouse:
+    """The warehouse after one load, its source files grown by five more days since."""
+    block, _ = warehouse
+    run(environment, data_dir)
+    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    return block
+
+
+def staging_tables_another_connection_sees(block: Warehouse) -> list[Any]:
+    with block.fresh() as other:
+        return other.query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE LOWER(table_name) LIKE '%staging%'"
+        )
+
+
 def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
-    warehouse: tuple[Warehouse, ConnectionLog],
+    loaded_then_grown: Warehouse,
     environment: str,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    block, _ = warehouse
-    run(environment, data_dir)
+    block = loaded_then_grown
     before = counts(block)
-    generate_jaffle_shop(data_dir, days=5, **SMALL)
     real_publish = flows.loading.publish
 
     def interrupted(warehouse: Warehouse, source: Any, *args: Any) -> Any:
@@ -171,37 +188,25 @@ def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
     after = counts(block)
     assert after["raw_orders"] == before["raw_orders"]
     assert after["raw_items"] > before["raw_items"]  # the other tables still loaded
-    with block.fresh() as own:
-        leftovers = own.query(
-            "SELECT table_name FROM information_schema.tables WHERE LOWER(table_name) LIKE "
-            "'%staging%'"
-        )
-    assert leftovers == []
+    assert staging_tables_another_connection_sees(block) == []
     monkeypatch.setattr(flows.loading, "publish", real_publish)
     run(environment, data_dir)
     assert counts(block) == expected_counts(data_dir)
 
 
 def test_incremental_rows_stage_in_a_table_no_other_connection_sees(
-    warehouse: tuple[Warehouse, ConnectionLog],
+    loaded_then_grown: Warehouse,
     environment: str,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    block, _ = warehouse
-    run(environment, data_dir)
-    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    block = loaded_then_grown
     seen: dict[str, tuple[int, list[Any]]] = {}
     real_merge_into = flows.loading.merge_into
 
     def observed(warehouse: Warehouse, source: Any, staging_table: str, staged: Staged) -> Any:
         staged_rows = warehouse.query(f"SELECT COUNT(*) FROM {staging_table}")[0][0]
-        with block.fresh() as other:
-            visible = other.query(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE LOWER(table_name) LIKE '%staging%'"
-            )
-        seen[source.name] = (staged_rows, visible)
+        seen[source.name] = (staged_rows, staging_tables_another_connection_sees(block))
         return real_merge_into(warehouse, source, staging_table, staged)
 
     monkeypatch.setattr(flows.loading, "merge_into", observed)
@@ -435,11 +440,9 @@ def test_files_loaded_before_are_skipped_by_content_or_by_modification_time(
 
 
 def test_a_backfill_does_not_mark_the_files_as_loaded(
-    warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
+    loaded_then_grown: Warehouse, environment: str, data_dir: Path
 ) -> None:
-    block, _ = warehouse
-    run(environment, data_dir)
-    generate_jaffle_shop(data_dir, days=5, **SMALL)
+    block = loaded_then_grown
     start, end = datetime(2025, 1, 2), datetime(2025, 1, 2, 23, 59, 59)
     run(environment, data_dir, backfill_start=start, backfill_end=end)
     assert counts(block)["raw_orders"] < expected_counts(data_dir)["raw_orders"]
