@@ -115,23 +115,41 @@ def filesystem_and_path(location: str) -> tuple[pafs.FileSystem | None, str]:
 
 
 def fingerprint(source: Source) -> str:
-    """A digest of the declaration and of what its local files hold; '' for remote files.
+    """A digest of the declaration and of what its files hold, local or remote.
 
     Full-refresh files are hashed by content, so a rewrite of the same bytes is unchanged.
-    Cursor sources are large and append-only: name, size and modification time, no read.
+    Cursor sources are large and append-only: name, size and modification time, no read;
+    '' (never skipped) when the store reports no modification time (plain HTTP).
     """
-    if source.location.startswith(REMOTE_SCHEMES):
-        return ""
     digest = hashlib.sha256(repr((source.schema, source.primary_key, source.cursor)).encode())
     for file in resolve_files(source):
-        if source.cursor is None:
-            with open(file, "rb") as handle:
-                content = hashlib.file_digest(handle, "sha256").hexdigest()
-            digest.update(f"{file}:{content}".encode())
-        else:
-            stat = os.stat(file)
-            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        filesystem, path = filesystem_and_path(file)
+        try:
+            if source.cursor is None:
+                digest.update(f"{file}:{_content_digest(filesystem, path)}".encode())
+                continue
+            stamp = _size_and_mtime(filesystem, path)
+        except OSError as exc:
+            raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+        if stamp is None:
+            return ""
+        digest.update(f"{file}:{stamp}".encode())
     return digest.hexdigest()
+
+
+def _content_digest(filesystem: pafs.FileSystem | None, path: str) -> str:
+    with open(path, "rb") if filesystem is None else filesystem.open_input_stream(path) as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _size_and_mtime(filesystem: pafs.FileSystem | None, path: str) -> str | None:
+    if filesystem is None:
+        stat = os.stat(path)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    info = filesystem.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"no such file: {path}")
+    return None if info.mtime_ns is None else f"{info.size}:{info.mtime_ns}"
 
 
 def read_batches(

@@ -111,6 +111,30 @@ def test_sources_in_s3_load_and_the_next_run_reads_only_new_rows(
     assert new_orders <= orders.rows_read < new_orders + 5
 
 
+def test_unchanged_objects_in_s3_are_skipped_and_a_rewritten_one_reloads(
+    tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "jaffle"
+    generate_jaffle_shop(data_dir, days=3, **SMALL)
+    environment, warehouse = save_embedded_environment("s3-unchanged", tmp_path)
+    with s3_api(monkeypatch) as s3:
+        s3.create_bucket(Bucket="acme-raw")
+        upload_directory(s3, "acme-raw", "jaffle-shop", data_dir)
+        extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
+        again = extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
+        stores = (data_dir / "raw_stores.csv").read_text().replace("Brooklyn", "Queens")
+        s3.put_object(Bucket="acme-raw", Key="jaffle-shop/raw_stores.csv", Body=stores.encode())
+        changed = extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
+        with warehouse:
+            names = warehouse.query("SELECT name FROM raw.raw_stores ORDER BY name")
+    assert {load.mode for load in again} == {"unchanged"}
+    assert sum(load.rows_read for load in again) == 0
+    assert {load.table: load.mode for load in changed if load.mode != "unchanged"} == {
+        "raw_stores": "full refresh"
+    }
+    assert ("Queens",) in names and ("Brooklyn",) not in names
+
+
 def test_an_s3_glob_reads_every_matching_object(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,11 +171,18 @@ def test_sources_over_https_load_through_range_requests(tmp_path: Path, prefect_
     environment, warehouse = save_embedded_environment("https-sources", tmp_path)
     with serving_directory(tmp_path) as base_url:
         extract_load(environment=environment, data_dir=f"{base_url}/jaffle")
+        again = extract_load(environment=environment, data_dir=f"{base_url}/jaffle")
         with pytest.raises(
             SourceError, match=r"raw_orders: .*/jaffle/nope.parquet: file not found"
         ):
             list(read_batches(orders_source(f"{base_url}/jaffle/nope.parquet")))
     assert table_rows(warehouse) == file_rows(data_dir)
+    # Full-refresh files are compared by content; HTTP gives the cursor files no modification
+    # time, so they go through the incremental path (reading from their watermark) each run.
+    modes = {load.table: load.mode for load in again}
+    assert modes == {
+        t: "incremental" if cursor else "unchanged" for t, (_, cursor) in JAFFLE_KEYS.items()
+    }
 
 
 def test_a_glob_over_https_is_refused_with_the_alternative() -> None:
