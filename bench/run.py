@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "data" / "bench"
 SCALES = {"small": 90, "large": 1095}  # days of orders; large is ~4.5M order items
-REPEAT = 3
+REPEAT = 5
 
 
 def peak_rss_mb() -> float:
