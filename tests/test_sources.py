@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from blocks import DuckDBWarehouse
 from flows.demo_data import generate_jaffle_shop
 from flows.extract_load import extract_load
-from flows.loading import load_source
+from flows.loading import TableLoad, load_source
 from flows.sources import (
     JAFFLE_KEYS,
     JAFFLE_SCHEMAS,
@@ -87,46 +89,64 @@ def test_a_local_glob_reads_every_matching_file_in_name_order(tmp_path: Path) ->
     assert len(ids) == rows and ids.to_pylist() == sorted(ids.to_pylist())
 
 
-def test_sources_in_s3_load_and_the_next_run_reads_only_new_rows(
+@dataclass
+class ShopInS3:
+    """The demo shop's files uploaded to a bucket of the S3 stand-in, and an environment."""
+
+    s3: Any
+    data_dir: Path
+    environment: str
+    warehouse: DuckDBWarehouse
+    url: str = "s3://acme-raw/jaffle-shop"
+
+    def upload(self) -> None:
+        upload_directory(self.s3, "acme-raw", "jaffle-shop", self.data_dir)
+
+    def load(self) -> list[TableLoad]:
+        return extract_load(environment=self.environment, data_dir=self.url)
+
+
+@pytest.fixture
+def shop_in_s3(
     tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[ShopInS3]:
     data_dir = tmp_path / "jaffle"
     generate_jaffle_shop(data_dir, days=3, **SMALL)
     environment, warehouse = save_embedded_environment("s3-sources", tmp_path)
     with s3_api(monkeypatch) as s3:
         s3.create_bucket(Bucket="acme-raw")
-        upload_directory(s3, "acme-raw", "jaffle-shop", data_dir)
-        extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
-        assert table_rows(warehouse) == file_rows(data_dir)
+        shop = ShopInS3(s3, data_dir, environment, warehouse)
+        shop.upload()
+        yield shop
 
-        before = file_rows(data_dir)
-        generate_jaffle_shop(data_dir, days=5, **SMALL)
-        upload_directory(s3, "acme-raw", "jaffle-shop", data_dir)
-        loads = extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
-    assert table_rows(warehouse) == file_rows(data_dir)
+
+def test_sources_in_s3_load_and_the_next_run_reads_only_new_rows(shop_in_s3: ShopInS3) -> None:
+    shop = shop_in_s3
+    shop.load()
+    assert table_rows(shop.warehouse) == file_rows(shop.data_dir)
+    before = file_rows(shop.data_dir)
+    generate_jaffle_shop(shop.data_dir, days=5, **SMALL)
+    shop.upload()
+    loads = shop.load()
+    assert table_rows(shop.warehouse) == file_rows(shop.data_dir)
     orders = next(load for load in loads if load.table == "raw_orders")
-    new_orders = file_rows(data_dir)["raw_orders"] - before["raw_orders"]
+    new_orders = file_rows(shop.data_dir)["raw_orders"] - before["raw_orders"]
     # Rows at the watermark are read again (and matched, not duplicated).
     assert orders.mode == "incremental" and orders.inserted == new_orders
     assert new_orders <= orders.rows_read < new_orders + 5
 
 
 def test_unchanged_objects_in_s3_are_skipped_and_a_rewritten_one_reloads(
-    tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+    shop_in_s3: ShopInS3,
 ) -> None:
-    data_dir = tmp_path / "jaffle"
-    generate_jaffle_shop(data_dir, days=3, **SMALL)
-    environment, warehouse = save_embedded_environment("s3-unchanged", tmp_path)
-    with s3_api(monkeypatch) as s3:
-        s3.create_bucket(Bucket="acme-raw")
-        upload_directory(s3, "acme-raw", "jaffle-shop", data_dir)
-        extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
-        again = extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
-        stores = (data_dir / "raw_stores.csv").read_text().replace("Brooklyn", "Queens")
-        s3.put_object(Bucket="acme-raw", Key="jaffle-shop/raw_stores.csv", Body=stores.encode())
-        changed = extract_load(environment=environment, data_dir="s3://acme-raw/jaffle-shop")
-        with warehouse:
-            names = warehouse.query("SELECT name FROM raw.raw_stores ORDER BY name")
+    shop = shop_in_s3
+    shop.load()
+    again = shop.load()
+    stores = (shop.data_dir / "raw_stores.csv").read_text().replace("Brooklyn", "Queens")
+    shop.s3.put_object(Bucket="acme-raw", Key="jaffle-shop/raw_stores.csv", Body=stores.encode())
+    changed = shop.load()
+    with shop.warehouse:
+        names = shop.warehouse.query("SELECT name FROM raw.raw_stores ORDER BY name")
     assert {load.mode for load in again} == {"unchanged"}
     assert sum(load.rows_read for load in again) == 0
     assert {load.table: load.mode for load in changed if load.mode != "unchanged"} == {
