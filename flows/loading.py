@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from blocks.warehouse import Warehouse
-from flows.sources import Source, SourceError, fingerprint, read_batches
+from flows.sources import Source, SourceError, fingerprint, read_batches, resolve_files
 
 LOADED_AT = "_loaded_at"
 SOURCE_STATE = "_elt_source_state"
@@ -71,11 +71,13 @@ def load_source(
     catalog = warehouse.table_columns([source.name, SOURCE_STATE])
     target_columns = catalog.get(source.name.lower())
     exists = target_columns is not None
-    files = fingerprint(source)
-    if files and SOURCE_STATE not in catalog:
+    # Listed once: an object-store glob costs a LIST request, and the read must see these files.
+    files = resolve_files(source)
+    digest = fingerprint(source, files)
+    if digest and SOURCE_STATE not in catalog:
         warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
-    skippable = not full_refresh and not windowed and exists and files
-    if skippable and files == stored_fingerprint(warehouse, source.name):
+    skippable = not full_refresh and not windowed and exists and digest
+    if skippable and digest == stored_fingerprint(warehouse, source.name):
         return TableLoad(source.name, "unchanged", seconds=time.perf_counter() - started)
     result = TableLoad(source.name, mode)
     result.watermark_before = watermark(warehouse, source) if exists else None
@@ -87,14 +89,16 @@ def load_source(
     staging_table = warehouse.qualified(staging, temporary=merge)
     try:
         loading_window = window if incremental else None
-        staged = stage(warehouse, source, staging, loading_window, batch_rows, temporary=merge)
+        staged = stage(
+            warehouse, source, staging, loading_window, batch_rows, files=files, temporary=merge
+        )
         result.rows_read = staged.rows
         if staged.rows:
             check_staged(warehouse, source, staging_table, staged, target_columns=target_columns)
             result.inserted, result.updated = publish(warehouse, source, staging, staged, merge)
             # A backfill reads a window, not the whole file: it can't vouch for the rest.
-            if files and not windowed:
-                record_fingerprint(warehouse, source.name, files)
+            if digest and not windowed:
+                record_fingerprint(warehouse, source.name, digest)
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {staging_table}")
     result.watermark_after = watermark_after(result.watermark_before, staged, merged=merge)
@@ -170,6 +174,7 @@ def stage(
     window: LoadWindow | None,
     batch_rows: int,
     *,
+    files: Sequence[str] | None = None,
     temporary: bool = False,
 ) -> Staged:
     """Stream the source's batches into a fresh staging table in one bulk load."""
@@ -182,7 +187,7 @@ def stage(
 
     def stamped() -> Iterator[pa.RecordBatch]:
         try:
-            for batch in read_batches(source, batch_rows=batch_rows, since=since, until=until):
+            for batch in read_batches(source, batch_rows, since, until, files=files):
                 staged.see(batch)
                 yield batch.append_column(LOADED_AT, pa.repeat(loaded_at, batch.num_rows))
         except Exception as exc:

@@ -114,7 +114,7 @@ def filesystem_and_path(location: str) -> tuple[pafs.FileSystem | None, str]:
     return None, location
 
 
-def fingerprint(source: Source) -> str:
+def fingerprint(source: Source, files: Sequence[str]) -> str:
     """A digest of the declaration and of what its files hold, local or remote.
 
     Full-refresh files are hashed by content, so a rewrite of the same bytes is unchanged.
@@ -122,7 +122,7 @@ def fingerprint(source: Source) -> str:
     '' (never skipped) when the store reports no modification time (plain HTTP).
     """
     digest = hashlib.sha256(repr((source.schema, source.primary_key, source.cursor)).encode())
-    for file in resolve_files(source):
+    for file in files:
         filesystem, path = filesystem_and_path(file)
         try:
             if source.cursor is None:
@@ -157,14 +157,17 @@ def read_batches(
     batch_rows: int = 250_000,
     since: datetime | None = None,
     until: datetime | None = None,
+    *,
+    files: Sequence[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream the source file by file in record batches of at most `batch_rows` rows.
+    """Stream the source file by file in record batches of at most `batch_rows` rows; `files`
+    as `resolve_files` listed them (listed here when not given).
 
     With a cursor, only rows with `since <= cursor <= until` come back; Parquet row groups
     outside that range are skipped by their statistics, so unchanged data costs little.
     """
     window = cursor_filter(source, since, until)
-    for file in resolve_files(source):
+    for file in resolve_files(source) if files is None else files:
         yield from _file_batches(source, file, batch_rows, window)
 
 
