@@ -20,6 +20,8 @@ RUN uv sync --frozen --no-dev --no-install-project --no-cache
 
 COPY blocks ./blocks
 COPY flows ./flows
+COPY elt ./elt
+COPY demo ./demo
 COPY deployments ./deployments
 COPY dbt ./dbt
 RUN uv sync --frozen --no-dev --no-cache \

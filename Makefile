@@ -52,16 +52,16 @@ stop: ## Stop the local Prefect server started by `make server`
 	@PORT=$(PORT) deployments/local_server.sh stop
 
 setup: server ## Register the block types and create/update ENVIRONMENT's block documents
-	$(LOCAL_API) $(UV) run python deployments/setup.py --environment $(ENVIRONMENT)
+	$(LOCAL_API) $(UV) run python -m deployments.setup --environment $(ENVIRONMENT)
 
 deploy-local: server ## Create the local process pool and prefect.yaml's `local-*` deployments
-	$(LOCAL_API) $(UV) run python deployments/setup.py --environment local --deploy
+	$(LOCAL_API) $(UV) run python -m deployments.setup --environment local --deploy
 
 worker: server ## Run a process worker for the `elt-local` pool (Ctrl-C stops it)
 	$(LOCAL_API) $(UV) run prefect worker start --pool elt-local --type process
 
 demo: setup ## Run the main ELT job locally (DuckDB, dbt Core, console alerts)
-	$(LOCAL_API) $(UV) run python -m flows.demo
+	$(LOCAL_API) $(UV) run python -m demo
 
 bench: server ## Run the benchmarks (bench/run.py) against the local Prefect server
 	$(UV) sync --frozen --quiet --group bench

@@ -177,7 +177,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
 
 
 def generate(days: int, out: Path) -> None:
-    from flows.demo_data import generate_jaffle_shop
+    from demo.data import generate_jaffle_shop
 
     generate_jaffle_shop(out, days=days)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import yaml
@@ -91,7 +91,8 @@ def apply_automations(environment: str, path: Path = DECLARATIONS) -> list[str]:
     names = []
     for automation in build_automations(environment, webhook_id, declarations):
         try:
-            existing = Automation.read(name=automation.name)
+            # Typed as async by its overloads; called from sync code it runs synchronously.
+            existing = cast(Automation, Automation.read(name=automation.name))
         except ValueError:
             existing = None
         if existing is None:

@@ -10,11 +10,10 @@ import argparse
 import os
 import sys
 
-from automations import apply_automations
-from work_pools import DeploySettingError, apply_work_pool, deploy_environment
-
 from blocks import SlackAlerts
 from blocks.environment import MissingSettingError, environment_blocks, register_block_types
+from deployments.automations import apply_automations
+from deployments.work_pools import DeploySettingError, apply_work_pool, deploy_environment
 
 
 def save_environment(name: str) -> dict[str, str]:

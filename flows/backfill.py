@@ -6,10 +6,10 @@ from datetime import date, datetime, time
 
 from prefect import flow
 
-from flows.alerting import FLOW_HOOKS
+from elt.alerting import FLOW_HOOKS
+from elt.loading import LoadWindow, TableLoad
 from flows.elt import elt
 from flows.extract_load import DEFAULT_DATA_DIR
-from flows.loading import LoadWindow, TableLoad
 from flows.transform import TransformResult
 
 

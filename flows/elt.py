@@ -7,9 +7,9 @@ from datetime import datetime
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.alerting import FLOW_HOOKS
+from elt.alerting import FLOW_HOOKS
+from elt.loading import TableLoad
 from flows.extract_load import DEFAULT_DATA_DIR, extract_load
-from flows.loading import TableLoad
 from flows.transform import TransformResult, transform
 
 

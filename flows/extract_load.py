@@ -10,9 +10,9 @@ from prefect.cache_policies import NONE
 from prefect.states import State
 
 from blocks import Warehouse, load_environment
-from flows.alerting import FLOW_HOOKS, alert_on_task_failure
-from flows.loading import LoadWindow, TableLoad, describe_failure, load_source
-from flows.sources import Source, jaffle_shop_sources
+from elt.alerting import FLOW_HOOKS, alert_on_task_failure
+from elt.loading import LoadWindow, TableLoad, describe_failure, load_source
+from elt.sources import Source, jaffle_shop_sources
 
 DEFAULT_DATA_DIR = "data/jaffle"
 

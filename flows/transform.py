@@ -9,10 +9,10 @@ from typing import Any
 from prefect import flow
 
 from blocks import DbtCoreTransform, load_environment
-from flows.alerting import FLOW_HOOKS
-from flows.dbt_artifacts import counts, publish_links, publish_run_results
-from flows.dbt_cloud import run_dbt_cloud_job
-from flows.dbt_core import run_dbt_core
+from elt.alerting import FLOW_HOOKS
+from elt.dbt_cloud import run_dbt_cloud_job
+from elt.dbt_core import run_dbt_core
+from elt.dbt_results import counts, publish_links, publish_run_results
 
 
 @dataclass

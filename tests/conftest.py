@@ -16,6 +16,14 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytest_plugins = ["tests.support.warehouses", "tests.support.dbt_cloud"]
+SERVER_FIXTURES = {"prefect_server", "prefect_api"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the session's Prefect server, so `-m "not server"` skips it."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")

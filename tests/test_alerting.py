@@ -18,8 +18,8 @@ from werkzeug import Request, Response
 
 import blocks.alerts
 from blocks import DuckDBWarehouse, ELTEnvironment, SlackAlerts
-from flows.alerting import FLOW_HOOKS, alert_on_task_failure
-from flows.demo_data import generate_jaffle_shop
+from demo.data import generate_jaffle_shop
+from elt.alerting import FLOW_HOOKS, alert_on_task_failure
 from flows.extract_load import extract_load
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

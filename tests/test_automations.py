@@ -17,10 +17,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from blocks import ELTEnvironment, SlackAlerts
+from deployments.automations import apply_automations, automation_name
 from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "deployments"))
-from automations import apply_automations, automation_name
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -12,9 +12,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from pytest_httpserver import HTTPServer
 
-import flows.dbt_cloud
+import elt.dbt_cloud
 from blocks import DbtCloudTransform, ELTEnvironment
-from flows.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
+from elt.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
 from flows.transform import transform
 from tests.support.dbt_cloud import ACCOUNT, JOB, PROJECT, FakeDbtCloud
 
@@ -31,7 +31,7 @@ RESULTS = {
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flows.dbt_cloud, "BACKOFF_SECONDS", 0.05)
+    monkeypatch.setattr(elt.dbt_cloud, "BACKOFF_SECONDS", 0.05)
 
 
 @pytest.fixture
@@ -92,9 +92,9 @@ def test_transient_answers_are_retried_with_backoff(
     dbt_cloud.hiccups = [hiccup, hiccup]
     if hiccup == 404:  # a 404 is retried only after the trigger, when polling
         dbt_cloud.hiccups = []
-        run_id = flows.dbt_cloud.trigger_or_resume(block, force_new_run=True)
+        run_id = elt.dbt_cloud.trigger_or_resume(block, force_new_run=True)
         dbt_cloud.hiccups = [404, 404]
-        assert flows.dbt_cloud.wait_for_run(block, run_id)["status"] == 10
+        assert elt.dbt_cloud.wait_for_run(block, run_id)["status"] == 10
     else:
         assert cloud_flow(block).run_id > 0
     assert dbt_cloud.count("GET /api") + dbt_cloud.count("POST /api") >= 3
@@ -121,7 +121,7 @@ def test_a_retried_flow_resumes_the_run_it_triggered(
 
     @flow(retries=1)
     def crashes_once_after_trigger(block: DbtCloudTransform) -> int:
-        flows.dbt_cloud.trigger_or_resume(block)
+        elt.dbt_cloud.trigger_or_resume(block)
         attempts.append(1)
         if len(attempts) == 1:
             raise RuntimeError("pod evicted while waiting for dbt Cloud")

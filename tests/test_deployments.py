@@ -31,20 +31,18 @@ from prefect.states import Scheduled
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 
 from blocks import DuckDBWarehouse
-from flows.backfill import window_of_days
-from flows.demo_data import generate_jaffle_shop
-from tests.conftest import REPO_ROOT
-from tests.support.docker_engine import DockerEngine, running_docker_engine
-from tests.support.environments import save_embedded_environment
-
-sys.path.insert(0, str(REPO_ROOT / "deployments"))
-from work_pools import (
+from demo.data import generate_jaffle_shop
+from deployments.work_pools import (
     DeploySettingError,
     apply_work_pool,
     base_job_template,
     deploy_environment,
     pool_name,
 )
+from flows.backfill import window_of_days
+from tests.conftest import REPO_ROOT
+from tests.support.docker_engine import DockerEngine, running_docker_engine
+from tests.support.environments import save_embedded_environment
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -171,7 +169,8 @@ def test_deploy_builds_the_dockerfile_once_from_a_clean_context_and_pushes_the_c
         "flows/elt.py",
         "blocks/warehouse.py",
         "dbt/dbt_project.yml",
-        "deployments/setup.py",
+        "-m",
+        "deployments.setup",
     } <= set(build.context_files)
     leaked = [
         f

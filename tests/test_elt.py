@@ -9,7 +9,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from blocks import DuckDBWarehouse
-from flows.demo_data import generate_jaffle_shop
+from demo.data import generate_jaffle_shop
 from flows.elt import elt
 from flows.transform import transform
 from tests.support.environments import save_embedded_environment

@@ -89,7 +89,7 @@ def test_setup_twice_registers_blocks_and_leaves_one_document_of_each() -> None:
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     for _ in range(2):
         completed = subprocess.run(
-            [sys.executable, "deployments/setup.py", "--environment", "local"],
+            [sys.executable, "-m", "deployments.setup", "--environment", "local"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
         assert completed.returncode == 0, completed.stderr

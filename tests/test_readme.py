@@ -76,6 +76,7 @@ def run_block(body: str, cwd: Path, env: dict[str, str]) -> str:
     return output
 
 
+@pytest.mark.server  # `make demo` starts a Prefect server of its own
 @pytest.mark.timeout(1500)
 def test_the_readme_run_blocks_work_in_a_fresh_checkout_and_a_second_demo_is_incremental(
     checkout: tuple[Path, dict[str, str]],

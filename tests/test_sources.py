@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from blocks import DuckDBWarehouse
-from flows.demo_data import generate_jaffle_shop
-from flows.extract_load import extract_load
-from flows.loading import TableLoad, load_source
-from flows.sources import (
+from demo.data import generate_jaffle_shop
+from elt.loading import TableLoad, load_source
+from elt.sources import (
     JAFFLE_KEYS,
     JAFFLE_SCHEMAS,
     Source,
@@ -25,6 +24,7 @@ from flows.sources import (
     read_batches,
     resolve_files,
 )
+from flows.extract_load import extract_load
 from tests.support.environments import save_embedded_environment
 from tests.support.object_stores import s3_api, serving_directory, upload_directory
 

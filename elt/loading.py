@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from blocks.warehouse import Warehouse
-from flows.sources import Source, SourceError, fingerprint, read_batches, resolve_files
+from elt.sources import Source, SourceError, fingerprint, read_batches, resolve_files
 
 LOADED_AT = "_loaded_at"
 SOURCE_STATE = "_elt_source_state"

@@ -12,7 +12,7 @@ from pathlib import Path
 from prefect.settings import PREFECT_UI_URL
 
 from blocks import DuckDBWarehouse, load_environment
-from flows.demo_data import generate_jaffle_shop
+from demo.data import generate_jaffle_shop
 from flows.elt import elt
 from flows.extract_load import DEFAULT_DATA_DIR
 

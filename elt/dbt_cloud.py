@@ -17,9 +17,9 @@ from prefect_dbt.cloud.models import TriggerJobRunOptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from blocks import DbtCloudTransform
-from flows.alerting import alert_on_task_failure
-from flows.dbt_artifacts import publish_links, publish_run_results
-from flows.dbt_core import failing_nodes
+from elt.alerting import alert_on_task_failure
+from elt.dbt_core import failing_nodes
+from elt.dbt_results import publish_links, publish_run_results
 
 SUCCESS, ERROR, CANCELLED = 10, 20, 30
 TERMINAL = {SUCCESS: "succeeded", ERROR: "errored", CANCELLED: "was cancelled"}

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from flows.sources import JAFFLE_SCHEMAS, Format, default_formats
+from elt.sources import JAFFLE_SCHEMAS, Format, default_formats
 
 ROW_GROUP_ROWS = 128_000
 OPEN_SECONDS = (7 * 3600, 22 * 3600)

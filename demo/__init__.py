@@ -1,0 +1,1 @@
+"""The demo: the jaffle-shop dataset generator (`demo.data`) and `make demo` (`python -m demo`)."""

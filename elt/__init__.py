@@ -1,0 +1,1 @@
+"""The library the flows are made of: sources and loading, dbt runners, alerts."""
