@@ -17,10 +17,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 LOCAL_API := PREFECT_API_URL=http://127.0.0.1:$(PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PORT)
 
-.PHONY: help install browser test lint demo setup server stop bench deploy-local worker
+.PHONY: help install browser test test-fast lint demo setup server stop bench deploy-local worker prefect.yaml
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -38,6 +38,12 @@ browser: ## Install Debian's Chromium for the UI tests when missing
 test: install browser ## Run the test suite (installs first)
 	$(UV) run pytest
 
+test-fast: install ## Run the tests that need no Prefect server (under a minute)
+	$(UV) run pytest -m "not server"
+
+prefect.yaml: install ## Render prefect.yaml from deployments/environments/ and deployments/jobs.yaml
+	$(UV) run python -m deployments.prefect_yaml
+
 lint: install ## ruff, formatting, mypy, hadolint and the workflow schema
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
@@ -51,7 +57,7 @@ server: install ## Start a local Prefect server with its UI on PORT (default 420
 stop: ## Stop the local Prefect server started by `make server`
 	@PORT=$(PORT) deployments/local_server.sh stop
 
-setup: server ## Register the block types and create/update ENVIRONMENT's block documents
+setup: server ## Register the block types; create/update ENVIRONMENT's documents as declared
 	$(LOCAL_API) $(UV) run python -m deployments.setup --environment $(ENVIRONMENT)
 
 deploy-local: server ## Create the local process pool and prefect.yaml's `local-*` deployments

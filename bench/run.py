@@ -96,14 +96,18 @@ def days_for_share(data: Path, share: float) -> int:
 
 
 def environment_for(db: Path) -> str:
-    from blocks import DbtCoreTransform, DuckDBWarehouse, ELTEnvironment
+    from blocks import ConsoleAlerts, DbtCoreTransform, DuckDBWarehouse, ELTEnvironment
 
     name = f"bench-{db.stem}"
     # A memory cap makes DuckDB spill instead of keeping every loaded page in its buffer pool.
-    DuckDBWarehouse(path=str(db), memory_limit="512MB").save(name, overwrite=True)
-    DbtCoreTransform(freshness_gate=False).save(name, overwrite=True)
-    ELTEnvironment(warehouse=f"duckdb-warehouse/{name}",
-                   transform=f"dbt-core-transform/{name}").save(name, overwrite=True)  # fmt: skip
+    warehouse = DuckDBWarehouse(path=str(db), memory_limit="512MB")
+    transform = DbtCoreTransform(freshness_gate=False)
+    alerts = ConsoleAlerts(environment_label=name)
+    for block in (warehouse, transform, alerts):
+        block.save(name, overwrite=True)
+    ELTEnvironment(warehouse=warehouse, transform=transform, alerts=alerts).save(
+        name, overwrite=True
+    )
     return name
 
 

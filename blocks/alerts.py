@@ -11,7 +11,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from prefect.settings import PREFECT_UI_URL
 from prefect_slack import SlackWebhook
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, field_validator
 from slack_sdk.webhook import WebhookClient
 
 # Slack mention tokens: a user, a user group, or @here / @channel.
@@ -93,20 +93,22 @@ class ConsoleAlerts(AlertSink):
         logger.error("\n".join(lines))
 
 
-class SlackAlerts(SlackWebhook, AlertSink):
-    """Alerts posted to a Slack channel through an incoming webhook, as Block Kit messages."""
+class SlackAlerts(AlertSink):
+    """Alerts posted to a Slack channel through prefect-slack's webhook, as Block Kit messages."""
 
     _block_type_name = "Slack Alerts"
+    _logo_url = SlackWebhook._logo_url
     _documentation_url = "https://api.slack.com/messaging/webhooks"  # type: ignore[assignment]
     _description = (
-        "Posts one Block Kit message per failed or crashed run to a Slack channel through an "
-        "incoming webhook, with the reason and a link to the run. Also usable by automations."
+        "Posts one Block Kit message per failed or crashed run to a Slack channel through a "
+        "Slack Incoming Webhook document, with the reason and a link to the run. The "
+        "automations post through the same webhook document, so its URL is stored once."
     )
 
-    url: SecretStr = Field(
-        title="Webhook URL",
-        description="The channel's incoming webhook URL (Slack app → Incoming Webhooks); "
-        "kept secret.",
+    webhook: SlackWebhook = Field(
+        title="Slack webhook",
+        description="The Slack Incoming Webhook document (prefect-slack) holding the channel's "
+        "webhook URL; the automations post through the same document.",
     )
     mention: str = Field(
         default="",
@@ -116,11 +118,13 @@ class SlackAlerts(SlackWebhook, AlertSink):
         json_schema_extra={"pattern": MENTION_PATTERN},
     )
 
-    @field_validator("url")
+    @field_validator("webhook")
     @classmethod
-    def _url_is_http(cls, value: SecretStr) -> SecretStr:
-        if not re.match(r"^https?://\S+$", value.get_secret_value()):
-            raise ValueError("url must be the webhook URL, starting with https://hooks.slack.com/")
+    def _url_is_http(cls, value: SlackWebhook) -> SlackWebhook:
+        if not re.match(r"^https?://\S+$", value.url.get_secret_value()):
+            raise ValueError(
+                "webhook url must be the webhook URL, starting with https://hooks.slack.com/"
+            )
         return value
 
     @field_validator("mention")
@@ -135,7 +139,9 @@ class SlackAlerts(SlackWebhook, AlertSink):
 
     def send(self, alert: Alert) -> None:
         # SlackWebhook's client waits 30 s; an alert must not hold a failing run that long.
-        client = WebhookClient(url=self.url.get_secret_value(), timeout=SEND_TIMEOUT_SECONDS)
+        client = WebhookClient(
+            url=self.webhook.url.get_secret_value(), timeout=SEND_TIMEOUT_SECONDS
+        )
         response = client.send(text=self.headline(alert), blocks=slack_blocks(self, alert))
         if response.status_code >= 400:
             raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")

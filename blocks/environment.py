@@ -1,97 +1,75 @@
-"""The one place that decides which block documents an environment (local, staging, prod) uses."""
+"""An environment's blocks in one document: the warehouse, transform and alerts it runs with."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
+from uuid import UUID
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
-from blocks._validation import BLOCK_REFERENCE_PATTERN
-from blocks.alerts import AlertSink, ConsoleAlerts, SlackAlerts
+from blocks.alerts import ConsoleAlerts, SlackAlerts
 from blocks.dbt_cloud import DbtCloudTransform
 from blocks.dbt_core import DbtCoreTransform
 from blocks.duckdb_warehouse import DuckDBWarehouse
 from blocks.snowflake_warehouse import SnowflakeWarehouse
-from blocks.warehouse import Warehouse
-
-Transform = DbtCoreTransform | DbtCloudTransform
-B = TypeVar("B", bound=Block)
 
 LOCAL = "local"
+DOCS_URL = "https://docs.prefect.io/v3/develop/blocks"
 
 
 class ELTEnvironment(Block):
-    """Names the warehouse, transform and alert block documents one environment runs with."""
+    """The warehouse, transform and alerts documents one environment (local, staging, prod) uses."""
 
     _block_type_name = "ELT Environment"
     _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/3WpHrJ9uQd9y3hMw1xfT5b/prefect-logo.png"  # type: ignore[assignment]
+    _documentation_url = DOCS_URL  # type: ignore[assignment]
     _description = (
         "Which block documents an environment uses. Deployments pick an environment by name "
-        "(local, staging, prod); switching warehouse, dbt or Slack is an edit here, not in code."
+        "(local, staging, prod); switching warehouse, dbt or Slack is picking another document "
+        "here, not a code change."
     )
 
-    warehouse: str = Field(
-        default="duckdb-warehouse/local",
-        title="Warehouse block",
-        description="`block-type/name` of the warehouse, e.g. `snowflake-warehouse/prod` "
-        "or `duckdb-warehouse/local`.",
-        json_schema_extra={"pattern": BLOCK_REFERENCE_PATTERN},
+    # No defaults: a field the UI resets to a default would silently repoint the environment.
+    warehouse: DuckDBWarehouse | SnowflakeWarehouse = Field(
+        title="Warehouse",
+        description="The warehouse document: a Snowflake Warehouse, or a DuckDB Warehouse.",
     )
-    transform: str = Field(
-        default="dbt-core-transform/local",
-        title="Transform block",
-        description="`block-type/name` of the dbt runner: `dbt-cloud-transform/prod` or "
-        "`dbt-core-transform/local`.",
-        json_schema_extra={"pattern": BLOCK_REFERENCE_PATTERN},
+    transform: DbtCoreTransform | DbtCloudTransform = Field(
+        title="Transform",
+        description="How dbt runs: a dbt Cloud Transform (a job) or a dbt Core Transform.",
     )
-    alerts: str = Field(
-        default="console-alerts/local",
-        title="Alerts block",
-        description="`block-type/name` of where failure alerts go: `slack-alerts/prod` or "
-        "`console-alerts/local`.",
-        json_schema_extra={"pattern": BLOCK_REFERENCE_PATTERN},
+    alerts: SlackAlerts | ConsoleAlerts = Field(
+        title="Alerts",
+        description="Where failure alerts go: Slack Alerts, or Console Alerts (the run's log).",
     )
 
-    @field_validator("warehouse", "transform", "alerts")
-    @classmethod
-    def _is_block_reference(cls, value: str, info: Any) -> str:
-        if not re.fullmatch(BLOCK_REFERENCE_PATTERN, value):
-            raise ValueError(
-                f"{info.field_name} {value!r} must name a block document as `block-type/name`, "
-                "e.g. `snowflake-warehouse/prod`"
-            )
-        return value
 
-    def load_warehouse(self) -> Warehouse:
-        return _load(self.warehouse, Warehouse, "warehouse")
-
-    def load_transform(self) -> Transform:
-        return _load(self.transform, (DbtCoreTransform, DbtCloudTransform), "transform")
-
-    def load_alerts(self) -> AlertSink:
-        return _load(self.alerts, AlertSink, "alerts")
-
-
-def load_environment(name: str) -> ELTEnvironment:
-    """The environment document `name`; `local` falls back to the built-in default if unsaved."""
-    try:
-        environment: ELTEnvironment = ELTEnvironment.load(name)  # type: ignore[assignment]
-        return environment
-    except ValueError as exc:
-        if name == LOCAL and "Unable to find block document" in str(exc):
-            return ELTEnvironment()
-        raise ValueError(
-            f"No ELT environment named {name!r}: create it with `make setup` "
-            f"(or in the UI under Blocks → ELT Environment), or pick another environment"
-        ) from exc
+def embedded_default() -> ELTEnvironment:
+    """The `local` environment before any setup: DuckDB, dbt Core, console alerts."""
+    return ELTEnvironment(
+        warehouse=DuckDBWarehouse(), transform=DbtCoreTransform(), alerts=ConsoleAlerts()
+    )
 
 
 class InvalidBlockDocumentError(ValueError):
     """A saved block document holds values its block type refuses (e.g. typed into the UI)."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """`field: problem` for each error, the field path dotted (nested documents included)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"] if not _is_union_member(part))
+        problems.append(f"{where or 'document'}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def _is_union_member(part: Any) -> bool:
+    # pydantic names the union member it tried (e.g. `DuckDBWarehouse`) in the error location.
+    return isinstance(part, str) and part[:1].isupper()
 
 
 def load_block(reference: str) -> Block:
@@ -99,45 +77,58 @@ def load_block(reference: str) -> Block:
     try:
         block: Block = Block.load(reference, _sync=True)  # type: ignore[call-arg,assignment]
     except RuntimeError as exc:
+        if not isinstance(exc.__cause__, ValidationError):
+            raise
+        raise InvalidBlockDocumentError(
+            f"Block document {reference!r} has invalid values: "
+            f"{describe_validation_error(exc.__cause__)}. "
+            "Fix them in the Prefect UI (Blocks) or rerun setup."
+        ) from exc
+    return block
+
+
+def load_environment(name: str) -> ELTEnvironment:
+    """The environment document `name` with its documents; `local` falls back to the default."""
+    try:
+        environment: ELTEnvironment = ELTEnvironment.load(name, _sync=True)  # type: ignore[call-arg,assignment]
+        return environment
+    except RuntimeError as exc:
         # Prefect wraps the block type's ValidationError in a RuntimeError.
         if not isinstance(exc.__cause__, ValidationError):
             raise
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.__cause__.errors()
-        )
         raise InvalidBlockDocumentError(
-            f"Block document {reference!r} has invalid values: {problems}. "
-            "Fix them in the Prefect UI (Blocks) or rerun `make setup`."
+            f"Environment {name!r} (or a document it uses) has invalid values: "
+            f"{describe_validation_error(exc.__cause__)}. {_legacy_hint(name)}"
+            "Fix them in the Prefect UI (Blocks) or rerun "
+            f"`python -m deployments.setup --environment {name}`."
         ) from exc
-    return block
-
-
-def _load(reference: str, expected: type[B] | tuple[type[Block], ...], role: str) -> Any:
-    try:
-        block = load_block(reference)
-    except InvalidBlockDocumentError:
-        raise
-    except (ValueError, ObjectNotFound) as exc:
-        fallback = _local_fallback(reference)
-        if fallback is not None:
-            return fallback
+    except ValueError as exc:
+        if "Unable to find block document" not in str(exc):
+            raise
+        if name == LOCAL:
+            return embedded_default()
         raise ValueError(
-            f"The environment's {role} block {reference!r} does not exist: create it "
-            "(`make setup`, or in the UI) or point the environment at another document"
+            f"No ELT environment named {name!r}: declare it in deployments/environments/"
+            f"{name}.yaml and run `python -m deployments.setup --environment {name}`, "
+            "or pick another environment"
         ) from exc
-    if not isinstance(block, expected):
-        raise TypeError(f"The environment's {role} block {reference!r} is a {type(block).__name__}")
-    return block
 
 
-def _local_fallback(reference: str) -> Block | None:
-    defaults: dict[str, Block] = {
-        "duckdb-warehouse/local": DuckDBWarehouse(),
-        "dbt-core-transform/local": DbtCoreTransform(),
-        "console-alerts/local": ConsoleAlerts(),
-    }
-    return defaults.get(reference)
+def _legacy_hint(name: str) -> str:
+    """A migration hint when the stored environment still names documents as text."""
+    try:
+        with get_client(sync_client=True) as client:
+            document = client.read_block_document_by_name(
+                name, ELTEnvironment.get_block_type_slug()
+            )
+    except (ObjectNotFound, ValueError):
+        return ""
+    if any(isinstance(value, str) for value in (document.data or {}).values()):
+        return (
+            "It was saved by an older version, which named documents as `type/name` text: "
+            "setup migrates it. "
+        )
+    return ""
 
 
 BLOCK_TYPES: tuple[type[Block], ...] = (
@@ -147,90 +138,16 @@ BLOCK_TYPES: tuple[type[Block], ...] = (
 
 
 def register_block_types() -> list[str]:
-    """Register every block type of this project with the current Prefect API; return slugs."""
+    """Register every block type of this project (and the nested integration types)."""
     for block_type in BLOCK_TYPES:
         # _sync: callers may run inside an event loop (Playwright's sync API, notebooks).
+        # Registering a type registers the block types of its nested fields too.
         block_type.register_type_and_schema(_sync=True)  # type: ignore[call-arg]
     return [block_type.get_block_type_slug() for block_type in BLOCK_TYPES]
 
 
-class MissingSettingError(ValueError):
-    """An environment variable that the setup of a production environment needs is not set."""
-
-
-def environment_blocks(name: str, environ: Mapping[str, str]) -> dict[str, Block]:
-    """The block documents environment `name` uses, built from environment variables.
-
-    Snowflake replaces DuckDB when SNOWFLAKE_ACCOUNT is set, dbt Cloud replaces dbt Core when
-    DBT_CLOUD_JOB_ID is set, Slack replaces the console when SLACK_WEBHOOK_URL is set. Keys of the
-    result are block-type slugs; every document is saved under the environment's name.
-    """
-
-    def need(*keys: str) -> dict[str, str]:
-        missing = [key for key in keys if not environ.get(key)]
-        if missing:
-            raise MissingSettingError(
-                f"environment {name!r}: set {', '.join(missing)} (see README → Production)"
-            )
-        return {key: environ[key] for key in keys}
-
-    def optional(key: str, default: str = "") -> str:
-        return environ.get(key) or default
-
-    warehouse: Warehouse
-    if environ.get("SNOWFLAKE_ACCOUNT"):
-        settings = need("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_WAREHOUSE",
-                        "SNOWFLAKE_DATABASE")  # fmt: skip
-        uses_password = bool(environ.get("SNOWFLAKE_PASSWORD")) and not environ.get(
-            "SNOWFLAKE_PRIVATE_KEY"
-        )
-        warehouse = SnowflakeWarehouse(
-            account=settings["SNOWFLAKE_ACCOUNT"],
-            user=settings["SNOWFLAKE_USER"],
-            auth_method="password" if uses_password else "key_pair",
-            private_key=optional("SNOWFLAKE_PRIVATE_KEY"),
-            private_key_passphrase=optional("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"),
-            password=optional("SNOWFLAKE_PASSWORD"),
-            role=optional("SNOWFLAKE_ROLE"),
-            warehouse=settings["SNOWFLAKE_WAREHOUSE"],
-            database=settings["SNOWFLAKE_DATABASE"],
-            raw_schema=optional("SNOWFLAKE_RAW_SCHEMA", "RAW"),
-            transform_schema=optional("SNOWFLAKE_TRANSFORM_SCHEMA", "ANALYTICS"),
-            query_tag=f"prefect-elt-{name}",
-        )
-    else:
-        warehouse = DuckDBWarehouse(path=optional("ELT_DUCKDB_PATH", "data/warehouse.duckdb"))
-
-    transform: Transform
-    if environ.get("DBT_CLOUD_JOB_ID"):
-        settings = need("DBT_CLOUD_API_KEY", "DBT_CLOUD_ACCOUNT_ID", "DBT_CLOUD_JOB_ID")
-        transform = DbtCloudTransform(
-            api_key=settings["DBT_CLOUD_API_KEY"],
-            account_id=int(settings["DBT_CLOUD_ACCOUNT_ID"]),
-            job_id=int(settings["DBT_CLOUD_JOB_ID"]),
-            domain=optional("DBT_CLOUD_DOMAIN", "cloud.getdbt.com"),
-        )
-    else:
-        transform = DbtCoreTransform()
-
-    alerts: AlertSink
-    ui_url = optional("ELT_PREFECT_UI_URL")
-    if environ.get("SLACK_WEBHOOK_URL"):
-        alerts = SlackAlerts(
-            url=environ["SLACK_WEBHOOK_URL"],
-            mention=optional("SLACK_MENTION"),
-            environment_label=name,
-            prefect_ui_url=ui_url,
-        )
-    else:
-        alerts = ConsoleAlerts(environment_label=name, prefect_ui_url=ui_url)
-
-    refs = {role: f"{block.get_block_type_slug()}/{name}"
-            for role, block in (("warehouse", warehouse), ("transform", transform),
-                                ("alerts", alerts))}  # fmt: skip
-    return {
-        warehouse.get_block_type_slug(): warehouse,
-        transform.get_block_type_slug(): transform,
-        alerts.get_block_type_slug(): alerts,
-        ELTEnvironment.get_block_type_slug(): ELTEnvironment(**refs),
-    }
+def document_id(block: Block) -> UUID:
+    """The id of a saved document; fails naming the block when it was never saved."""
+    if block._block_document_id is None:
+        raise ValueError(f"{type(block).__name__} has no saved document: save it first")
+    return block._block_document_id

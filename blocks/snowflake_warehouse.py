@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pandas as pd
 import pyarrow as pa
 from prefect import runtime
-from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from blocks._validation import (
@@ -19,6 +18,10 @@ from blocks._validation import (
 )
 from blocks.warehouse import Dialect, TableData, Warehouse
 
+if TYPE_CHECKING:
+    # prefect-snowflake costs seconds to import (its SPCS worker): only Snowflake runs pay it.
+    from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
+
 PEM_HEADER = "-----BEGIN"
 
 
@@ -26,7 +29,7 @@ class SnowflakeWarehouse(Warehouse):
     """Snowflake account, credentials and location of the raw data, owning one connection."""
 
     _block_type_name = "Snowflake Warehouse"
-    _logo_url = SnowflakeCredentials._logo_url
+    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/bd359de0b4be76c2254bd329fe3a267a1a3879c2-250x250.png"  # type: ignore[assignment]
     _documentation_url = "https://docs.snowflake.com/en/user-guide/key-pair-auth"  # type: ignore[assignment]
     _description = (
         "Snowflake connection settings for the ELT flows: key-pair (recommended) or password "
@@ -146,6 +149,8 @@ class SnowflakeWarehouse(Warehouse):
 
     def credentials(self) -> SnowflakeCredentials:
         """prefect-snowflake credentials for the chosen auth method, with no unused secret."""
+        from prefect_snowflake import SnowflakeCredentials
+
         auth: dict[str, Any]
         if self.auth_method == "key_pair":
             auth = {"private_key": self.private_key.get_secret_value().encode()}
@@ -159,6 +164,8 @@ class SnowflakeWarehouse(Warehouse):
 
     def connector(self) -> SnowflakeConnector:
         """prefect-snowflake connector scoped to the raw schema."""
+        from prefect_snowflake import SnowflakeConnector
+
         return SnowflakeConnector(
             credentials=self.credentials(),
             database=self.database,

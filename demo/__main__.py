@@ -56,7 +56,7 @@ def main(data_dir: Path = Path(DEFAULT_DATA_DIR)) -> int:
     print(f"Loaded {sum(x.inserted + x.updated for x in loads):,} rows {mode}; "
           f"dbt built {built.counts.get('models', 0)} models and passed "
           f"{built.counts.get('tests_passed', 0)} tests.")  # fmt: skip
-    warehouse = load_environment("local").load_warehouse()
+    warehouse = load_environment("local").warehouse
     if isinstance(warehouse, DuckDBWarehouse):
         print(f"Warehouse: DuckDB file {Path(warehouse.path).resolve()}")
         print("Top customers (analytics.customers):")

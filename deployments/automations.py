@@ -9,11 +9,14 @@ from uuid import UUID
 
 import yaml
 from prefect.automations import Automation
+from prefect.client.orchestration import get_client
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
 from prefect_slack import SlackWebhook
 
-from blocks import AlertSink, SlackAlerts, load_environment
+from blocks import SlackAlerts
+from blocks.environment import document_id
 
 DECLARATIONS = Path(__file__).with_name("automations.yaml")
 
@@ -27,7 +30,7 @@ def automation_name(environment: str, key: str) -> str:
 
 
 def build_automations(
-    environment: str, block_document_id: Any, declarations: dict[str, Any]
+    environment: str, block_document_id: Any, declarations: dict[str, Any], mention: str = ""
 ) -> list[Automation]:
     """The declared automations for one environment, posting through its alerts block."""
     flows = declarations["flows"]
@@ -61,7 +64,9 @@ def build_automations(
                     SendNotification(
                         block_document_id=block_document_id,
                         subject=spec["subject"].format(environment=environment),
-                        body=spec["body"].format(environment=environment),
+                        # Crash alerts reach the same people as the hooks' alerts.
+                        body=(f"{mention}\n" if mention else "")
+                        + spec["body"].format(environment=environment),
                     )
                 ],
             )
@@ -69,27 +74,30 @@ def build_automations(
     return built
 
 
-def notification_webhook(environment: str) -> UUID:
-    """A prefect-slack webhook document mirroring the environment's Slack alerts block.
+def remove_legacy_webhook_copy(environment: str, kept: UUID) -> None:
+    """Delete the webhook copy older versions saved for the automations (`elt-<environment>`):
+    the automations now post through the alerts' own webhook document."""
+    with get_client(sync_client=True) as client:
+        try:
+            copy = client.read_block_document_by_name(
+                f"elt-{environment}", SlackWebhook.get_block_type_slug()
+            )
+        except ObjectNotFound:
+            return
+        if copy.id != kept:
+            client.delete_block_document(copy.id)
 
-    The server runs automation actions and can only build block types it can import, so
-    automations post through prefect-slack's SlackWebhook, not this project's SlackAlerts.
-    """
-    alerts: AlertSink = load_environment(environment).load_alerts()
-    if not isinstance(alerts, SlackAlerts):
-        raise ValueError(
-            f"environment {environment!r} sends alerts to {type(alerts).__name__}, which "
-            "automations can't post to: give it a slack-alerts block (SLACK_WEBHOOK_URL)"
-        )
-    return SlackWebhook(url=alerts.url).save(f"elt-{environment}", overwrite=True)
 
-
-def apply_automations(environment: str, path: Path = DECLARATIONS) -> list[str]:
-    """Create or update the environment's automations; return their names."""
-    webhook_id = notification_webhook(environment)
+def apply_automations(
+    environment: str, alerts: SlackAlerts, path: Path = DECLARATIONS
+) -> list[str]:
+    """Create or update the environment's automations, posting through the alerts' own
+    webhook document (its URL stored once); return their names."""
+    webhook_id = document_id(alerts.webhook)
+    remove_legacy_webhook_copy(environment, kept=webhook_id)
     declarations = yaml.safe_load(path.read_text())
     names = []
-    for automation in build_automations(environment, webhook_id, declarations):
+    for automation in build_automations(environment, webhook_id, declarations, alerts.mention):
         try:
             # Typed as async by its overloads; called from sync code it runs synchronously.
             existing = cast(Automation, Automation.read(name=automation.name))

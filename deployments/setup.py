@@ -1,55 +1,81 @@
-"""Set up one environment: block types and documents, automations, work pool, deployments.
+"""Set up one environment from its declaration: block documents, automations, work pool, deploys.
 
-Idempotent: run it on every merge. Production values come from environment variables
-(see README → Production); nothing secret is read from a file in the repository.
+Idempotent: run it on every merge. It creates missing documents and changes only the fields the
+declaration (deployments/environments/<name>.yaml) sets; secrets come only from variables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Mapping
 
 from blocks import SlackAlerts
-from blocks.environment import MissingSettingError, environment_blocks, register_block_types
+from blocks.environment import register_block_types
 from deployments.automations import apply_automations
+from deployments.declarations import (
+    DeclarationError,
+    MissingSettingError,
+    load_environment_declaration,
+)
+from deployments.documents import DocumentError, apply_environment
 from deployments.work_pools import DeploySettingError, apply_work_pool, deploy_environment
 
+# CI hands the GitHub environment's variables and secrets over as JSON maps, so the workflow
+# needn't list them: the declarations say which ones setup reads.
+JSON_SETTINGS = ("ELT_CI_VARIABLES", "ELT_CI_SECRETS")
 
-def save_environment(name: str) -> dict[str, str]:
-    """Create or update the block documents of environment `name`; return slug → document."""
-    documents = environment_blocks(name, os.environ)
-    for block in documents.values():
-        block.save(name, overwrite=True)
-    return {slug: f"{slug}/{name}" for slug in documents}
+
+def setup_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables setup reads: the process environment, over CI's JSON maps."""
+    merged: dict[str, str] = {}
+    for key in JSON_SETTINGS:
+        if environ.get(key):
+            merged.update({k: str(v) for k, v in json.loads(environ[key]).items() if v})
+    merged.update({k: v for k, v in environ.items() if k not in JSON_SETTINGS})
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--environment", default="local", help="local, staging, prod, ...")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--environment", default="local", help="a file in deployments/environments/"
+    )
     parser.add_argument(
         "--deploy",
         action="store_true",
         help="also create the work pool and run `prefect deploy` for the environment's deployments",
     )
     args = parser.parse_args(argv)
-    print(f"Registered block types: {', '.join(register_block_types())}")
+    environ = setup_environ(os.environ)
     try:
-        saved = save_environment(args.environment)
-    except MissingSettingError as exc:
+        environment = load_environment_declaration(args.environment)
+        print(f"Registered block types: {', '.join(register_block_types())}")
+        applied = apply_environment(environment, environ)
+    except (DeclarationError, MissingSettingError, DocumentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"Environment {args.environment!r} uses:")
-    for slug, document in saved.items():
-        print(f"  {slug:<22} {document}")
-    if SlackAlerts.get_block_type_slug() in saved:
-        print("Automations applied: " + ", ".join(apply_automations(args.environment)))
+    print(f"Environment {environment.name!r} (declared in deployments/environments/"
+          f"{environment.name}.yaml):")  # fmt: skip
+    for plan in applied.plans:
+        print(f"  {plan.reference:<40} {plan.action}")
+        for change in plan.changes:
+            wins = (
+                " (the declaration wins over the stored value)" if plan.action == "update" else ""
+            )
+            print(f"      {change.describe()}{wins}")
+    assert applied.environment is not None
+    if isinstance(applied.environment.alerts, SlackAlerts):
+        applied_names = apply_automations(environment.name, applied.environment.alerts)
+        print("Automations applied: " + ", ".join(applied_names))
     else:
-        print("Automations: skipped, alerts go to the console (they need SLACK_WEBHOOK_URL)")
+        print("Automations: skipped, alerts go to the console (automations post to Slack)")
     if args.deploy:
         try:
-            print(f"Work pool: {apply_work_pool(args.environment)} (created or updated)")
-            deployed = deploy_environment(args.environment)
+            print(f"Work pool: {apply_work_pool(environment)} (created or updated)")
+            deployed = deploy_environment(environment)
         except DeploySettingError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -45,7 +45,7 @@ def dbt_cloud_run_url(state: State) -> str:
 def alert_sink(flow_run: FlowRun) -> AlertSink:
     """Where this run's environment sends alerts."""
     environment = str((flow_run.parameters or {}).get("environment", "local"))
-    return load_environment(environment).load_alerts()
+    return load_environment(environment).alerts
 
 
 def deliver(flow_run: FlowRun, alert: Alert) -> None:

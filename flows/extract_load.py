@@ -57,7 +57,7 @@ def extract_load(
     batch_rows: int = 250_000,
 ) -> list[TableLoad]:
     """Load every source table; with a backfill window, reload just that cursor range."""
-    warehouse = load_environment(environment).load_warehouse()
+    warehouse = load_environment(environment).warehouse
     sources = jaffle_shop_sources(data_dir)
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
     args = (unmapped(full_refresh), unmapped(backfill), unmapped(batch_rows))

@@ -31,10 +31,10 @@ def transform(environment: str = "local") -> TransformResult:
     """Run dbt as the environment says: dbt Core in-process, or a dbt Cloud job."""
     started = time.perf_counter()
     settings = load_environment(environment)
-    runner = settings.load_transform()
+    runner = settings.transform
     if isinstance(runner, DbtCoreTransform):
         try:
-            result = run_dbt_core(runner, settings.load_warehouse())
+            result = run_dbt_core(runner, settings.warehouse)
             run_results = result.run_results
         except Exception as exc:
             run_results = getattr(exc, "run_results", {}) or {}

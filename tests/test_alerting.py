@@ -17,10 +17,11 @@ from slack_sdk.models.blocks import Block as SlackBlock
 from werkzeug import Request, Response
 
 import blocks.alerts
-from blocks import DuckDBWarehouse, ELTEnvironment, SlackAlerts
+from blocks import ConsoleAlerts, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
 from elt.alerting import FLOW_HOOKS, alert_on_task_failure
 from flows.extract_load import extract_load
+from tests.support.environments import save_environment, slack_alerts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 SECRET_IN_URL = "T0/B0/not-to-be-seen"
@@ -41,12 +42,14 @@ def slack(httpserver: HTTPServer) -> Iterator[list[dict[str, Any]]]:
 
 def slack_environment(tmp_path: Path, webhook_url: str) -> str:
     name = f"alerts-{uuid.uuid4().hex[:8]}"
-    DuckDBWarehouse(path=str(tmp_path / "w.duckdb")).save(name)
-    SlackAlerts(
-        url=webhook_url, environment_label="staging", mention="<!here>",
-        prefect_ui_url="http://127.0.0.1:4200",
-    ).save(name)  # fmt: skip
-    ELTEnvironment(warehouse=f"duckdb-warehouse/{name}", alerts=f"slack-alerts/{name}").save(name)
+    save_environment(
+        name,
+        warehouse=DuckDBWarehouse(path=str(tmp_path / "w.duckdb")),
+        alerts=slack_alerts(
+            webhook_url, environment_label="staging", mention="<!here>",
+            prefect_ui_url="http://127.0.0.1:4200",
+        ),
+    )  # fmt: skip
     return name
 
 
@@ -153,7 +156,7 @@ def test_without_slack_the_alert_goes_to_the_console(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = f"console-{uuid.uuid4().hex[:8]}"
-    ELTEnvironment(warehouse="duckdb-warehouse/local").save(name)
+    save_environment(name, alerts=ConsoleAlerts())
     with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
         failing_flow(name, return_state=True)
     alerts = [r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts"]

@@ -16,9 +16,10 @@ from prefect.client.orchestration import get_client
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from blocks import ELTEnvironment, SlackAlerts
+from blocks import SlackAlerts, load_environment
 from deployments.automations import apply_automations, automation_name
 from tests.conftest import REPO_ROOT
+from tests.support.environments import save_environment, slack_alerts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -33,17 +34,24 @@ def slack_environment(httpserver: HTTPServer) -> tuple[str, list[dict[str, Any]]
 
     httpserver.expect_request("/automation-hook").respond_with_handler(handle)
     name = f"auto-{uuid.uuid4().hex[:8]}"
-    SlackAlerts(url=httpserver.url_for("/automation-hook"), environment_label=name).save(name)
-    ELTEnvironment(alerts=f"slack-alerts/{name}").save(name)
+    save_environment(
+        name, alerts=slack_alerts(httpserver.url_for("/automation-hook"), environment_label=name)
+    )
     return name, received
+
+
+def slack_alerts_of(environment: str) -> SlackAlerts:
+    alerts = load_environment(environment).alerts
+    assert isinstance(alerts, SlackAlerts)
+    return alerts
 
 
 def test_applying_the_automations_twice_leaves_one_of_each(
     slack_environment: tuple[str, list[dict[str, Any]]],
 ) -> None:
     environment, _ = slack_environment
-    first = apply_automations(environment)
-    second = apply_automations(environment)
+    first = apply_automations(environment, slack_alerts_of(environment))
+    second = apply_automations(environment, slack_alerts_of(environment))
     assert first == second and len(first) == 3
     with get_client(sync_client=True) as client:
         for name in first:
@@ -65,7 +73,7 @@ def test_a_flow_process_killed_from_outside_alerts_once_through_the_automation(
     slack_environment: tuple[str, list[dict[str, Any]]], prefect_api: str
 ) -> None:
     environment, received = slack_environment
-    apply_automations(environment)
+    apply_automations(environment, slack_alerts_of(environment))
     runner = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "tests/support/crashing_flow.py"), environment],
         env={**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"},

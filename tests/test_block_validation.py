@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from prefect_slack import SlackWebhook
 from pydantic import ValidationError
 
 from blocks import (
@@ -124,10 +125,14 @@ def test_dbt_core_transform_builds_cli_arguments_from_its_fields() -> None:
     [
         (DuckDBWarehouse, {"raw_schema": "raw data"}, "raw_schema"),
         (DuckDBWarehouse, {"memory_limit": "2"}, "memory_limit"),
-        (SlackAlerts, {"url": "hooks.slack.com/x"}, "url must be the webhook URL"),
-        (SlackAlerts, {"url": "https://hooks.slack.com/x", "mention": "@here"}, "mention"),
+        (SlackAlerts, {"webhook": SlackWebhook(url="hooks.slack.com/x")}, "webhook url must be"),
+        (
+            SlackAlerts,
+            {"webhook": SlackWebhook(url="https://hooks.slack.com/x"), "mention": "@here"},
+            "mention",
+        ),
         (ConsoleAlerts, {"prefect_ui_url": "localhost:4200"}, "prefect_ui_url"),
-        (ELTEnvironment, {"warehouse": "snowflake prod"}, "warehouse"),
+        (ELTEnvironment, {"warehouse": "duckdb-warehouse/local"}, "warehouse"),
     ],
 )
 def test_blocks_reject_bad_fields_naming_them(
@@ -141,7 +146,7 @@ def test_blocks_reject_bad_fields_naming_them(
     [
         snowflake(),
         dbt_cloud(),
-        SlackAlerts(url=f"https://hooks.slack.com/services/{SECRET}"),
+        SlackAlerts(webhook=SlackWebhook(url=f"https://hooks.slack.com/services/{SECRET}")),
     ],
     ids=["snowflake", "dbt-cloud", "slack"],
 )

@@ -13,10 +13,11 @@ from prefect.client.orchestration import get_client
 from pytest_httpserver import HTTPServer
 
 import elt.dbt_cloud
-from blocks import DbtCloudTransform, ELTEnvironment
+from blocks import DbtCloudTransform
 from elt.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
 from flows.transform import transform
 from tests.support.dbt_cloud import ACCOUNT, JOB, PROJECT, FakeDbtCloud
+from tests.support.environments import save_environment
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 API_KEY = "dbtc_never_in_messages"
@@ -158,8 +159,7 @@ def test_the_transform_flow_runs_dbt_cloud_when_the_environment_says_so(
 ) -> None:
     dbt_cloud.run_results = {"results": RESULTS["results"][:1]}
     name = f"cloud-{uuid.uuid4().hex[:8]}"
-    block.save(name)
-    ELTEnvironment(transform=f"dbt-cloud-transform/{name}").save(name)
+    save_environment(name, transform=block)
     result = transform(environment=name)
     assert result.runner == "dbt Cloud"
     assert result.counts["models"] == 1

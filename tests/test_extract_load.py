@@ -18,10 +18,11 @@ from prefect.client.orchestration import get_client
 from snowflake.connector import pandas_tools
 
 import elt.loading
-from blocks import ELTEnvironment, Warehouse
+from blocks import Warehouse
 from demo.data import generate_jaffle_shop
 from elt.loading import KeyCheck, LoadError, Staged, watermark_after
 from flows.extract_load import ExtractLoadError, extract_load
+from tests.support.environments import save_environment
 from tests.support.warehouses import ConnectionLog
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -35,8 +36,7 @@ def environment(warehouse: tuple[Warehouse, ConnectionLog]) -> Iterator[str]:
     """An ELT environment whose warehouse is the block under test."""
     block, _ = warehouse
     name = f"test-{uuid.uuid4().hex[:8]}"
-    block.save(name)
-    ELTEnvironment(warehouse=f"{block.get_block_type_slug()}/{name}").save(name)
+    save_environment(name, warehouse=block)
     yield name
 
 
