@@ -32,12 +32,12 @@ from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfi
 
 from blocks import DuckDBWarehouse
 from demo.data import generate_jaffle_shop
+from deployments.declarations import all_environments
 from deployments.work_pools import (
     DeploySettingError,
     apply_work_pool,
     base_job_template,
     deploy_environment,
-    pool_name,
 )
 from flows.backfill import window_of_days
 from tests.conftest import REPO_ROOT
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 PREFECT_YAML = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
 DECLARED = {spec["name"]: spec for spec in PREFECT_YAML["deployments"]}
-ENVIRONMENTS = ("staging", "prod", "local")
+ENVIRONMENTS = {environment.name: environment for environment in all_environments()}
 KUBERNETES_DEPLOYMENTS = sorted(name for name in DECLARED if not name.startswith("local-"))
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 IMAGE_REPOSITORY = "registry.example.com/acme/prefect-elt"
@@ -76,7 +76,7 @@ def docker_engine() -> Iterator[DockerEngine]:
 @pytest.fixture(scope="module")
 def deployed(prefect_api: str, docker_engine: DockerEngine) -> dict[str, DeploymentResponse]:
     """Every work pool from deployments/, then `prefect --no-prompt deploy --all`."""
-    for environment in ENVIRONMENTS:
+    for environment in ENVIRONMENTS.values():
         apply_work_pool(environment)
     env = {
         **os.environ,
@@ -112,7 +112,7 @@ def test_deploy_all_creates_every_declared_deployment_with_its_schedule_tags_and
     for name, spec in DECLARED.items():
         deployment = deployed[name]
         environment = name.split("-", 1)[0]
-        assert deployment.work_pool_name == pool_name(environment), name
+        assert deployment.work_pool_name == ENVIRONMENTS[environment].work_pool.name, name
         assert set(deployment.tags) == {"elt", f"env:{environment}"}, name
         assert deployment.parameters["environment"] == environment, name
         assert deployment.parameters == spec["parameters"], name
@@ -169,8 +169,10 @@ def test_deploy_builds_the_dockerfile_once_from_a_clean_context_and_pushes_the_c
         "flows/elt.py",
         "blocks/warehouse.py",
         "dbt/dbt_project.yml",
-        "-m",
-        "deployments.setup",
+        "elt/loading.py",
+        "demo/data.py",
+        "deployments/setup.py",
+        "deployments/environments/prod.yaml",
     } <= set(build.context_files)
     leaked = [
         f
@@ -320,7 +322,7 @@ def test_a_process_worker_runs_a_scheduled_local_deployment_to_completion(
             "worker",
             "start",
             "--pool",
-            pool_name("local"),
+            ENVIRONMENTS["local"].work_pool.name,
             "--type",
             "process",
             "--limit",
@@ -359,19 +361,20 @@ def test_a_backfill_window_spans_whole_days_and_refuses_an_inverted_one() -> Non
 
 def test_setup_refuses_to_deploy_to_kubernetes_without_an_image_repository() -> None:
     with pytest.raises(DeploySettingError, match="set ELT_IMAGE_REPOSITORY"):
-        deploy_environment("prod", environ={})
+        deploy_environment(ENVIRONMENTS["prod"], environ={})
 
 
 def test_applying_a_work_pool_again_updates_it_in_place(prefect_api: str) -> None:
-    assert apply_work_pool("staging") == apply_work_pool("staging") == "elt-staging"
+    staging = ENVIRONMENTS["staging"]
+    assert apply_work_pool(staging) == apply_work_pool(staging) == "elt-staging"
     with get_client(sync_client=True) as client:
         pool = client.read_work_pool("elt-staging")
     assert pool.type == "kubernetes"
-    assert pool.base_job_template == base_job_template("staging")
+    assert pool.base_job_template == base_job_template(ENVIRONMENTS["staging"])
 
 
 def test_the_helm_values_point_the_worker_at_the_secret_the_job_template_reads() -> None:
-    template = base_job_template("prod")["variables"]["properties"]
+    template = base_job_template(ENVIRONMENTS["prod"])["variables"]["properties"]
     secret = HELM_VALUES["worker"]["cloudApiConfig"]["apiKeySecret"]
     assert (
         template["api_key_secret_name"]["default"],
@@ -389,6 +392,7 @@ def _locked_prefect_version() -> str:
 def test_the_job_template_runs_pods_as_the_images_non_root_user() -> None:
     dockerfile_user = (REPO_ROOT / "Dockerfile").read_text().split("\nUSER ", 1)[1].split()[0]
     uid, gid = (int(part) for part in dockerfile_user.split(":"))
-    pod = base_job_template("prod")["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    manifest = base_job_template(ENVIRONMENTS["prod"])["job_configuration"]["job_manifest"]
+    pod = manifest["spec"]["template"]["spec"]
     assert uid != 0
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (uid, gid)
