@@ -116,7 +116,9 @@ def plan_document(
             for key, value in desired.items()
         )
         return DocumentPlan(reference, "create", desired, changes)
-    current = {**stored.values, **stored.nested}
+    # A nested field counts only as a reference: older versions stored `type/name` text there.
+    plain = {k: v for k, v in stored.values.items() if k not in declaration.nested}
+    current = {**plain, **stored.nested}
     changes = tuple(
         Change(key, _shown(key, current.get(key), secret_fields),
                _shown(key, value, secret_fields), key in secret_fields)

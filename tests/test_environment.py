@@ -126,6 +126,7 @@ SLACK = BlockDeclaration(
     settings={"environment_label": "prod"},
     nested={"webhook": BlockDeclaration("slack-incoming-webhook", secrets={"url": "SLACK_URL"})},
 )
+DUCKDB = BlockDeclaration("duckdb-warehouse")
 STORED_SNOWFLAKE = StoredDocument(
     {"account": "acme-prod", "role": "REPORTER", "raw_schema": "RAW", "private_key": "PEM",
      "user": "edited-in-the-ui"}
@@ -165,6 +166,11 @@ PLAN_CASES: dict[str, tuple[BlockDeclaration, StoredDocument | None, dict[str, s
     ),
     "a required setting's unset variable is named": (
         SNOWFLAKE, STORED_SNOWFLAKE, {}, ("missing", ["SNOWFLAKE_ACCOUNT"]),
+    ),
+    "a reference the older version saved as text is replaced by a document reference": (
+        BlockDeclaration("elt-environment", nested={"warehouse": DUCKDB}),
+        StoredDocument({"warehouse": "duckdb-warehouse/prod"}), {},
+        ("update", {"warehouse": "duckdb-warehouse/prod"}),
     ),
     "a nested document is a reference to the environment's document of that type": (
         SLACK, None, {}, ("create", {"environment_label": "prod",
