@@ -20,13 +20,14 @@ from snowflake.connector import pandas_tools
 import elt.loading
 from blocks import ELTEnvironment, Warehouse
 from demo.data import generate_jaffle_shop
+from elt.datasets.jaffle_shop import JAFFLE_SHOP
 from elt.loading import KeyCheck, LoadError, Staged, watermark_after
 from flows.extract_load import ExtractLoadError, extract_load
 from tests.support.warehouses import ConnectionLog
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-TABLES = ["raw_stores", "raw_customers", "raw_products", "raw_supplies", "raw_orders", "raw_items"]
+TABLES = JAFFLE_SHOP.table_names
 SMALL = {"orders_per_day_at_start": 40}
 
 
