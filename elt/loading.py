@@ -1,4 +1,5 @@
-"""Load one source into the warehouse: stream into staging, check it, publish atomically."""
+"""Load one source into the warehouse: plan the load from what is known (pure), then stream
+into staging, check it and publish atomically as planned."""
 
 from __future__ import annotations
 
@@ -217,7 +218,7 @@ def carry_out(warehouse: Warehouse, facts: LoadFacts, plan: LoadPlan, batch_rows
 
 def stored_fingerprint(warehouse: Warehouse, table: str) -> str | None:
     """The fingerprint of the files `table` was last loaded from in full (all rows, or all
-    rows from the watermark on). The state table exists: load_source ensures it."""
+    rows from the watermark on). The state table exists: gather_facts ensures it."""
     rows = warehouse.query(
         f"SELECT fingerprint FROM {warehouse.qualified(SOURCE_STATE)} WHERE table_name = ?",
         [table],

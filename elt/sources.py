@@ -34,7 +34,8 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """One source table: `name` is the raw table it loads into."""
+    """One source table: `name` is the raw table it loads into; in a dataset's declaration,
+    `location` is relative to the dataset's root (see elt/datasets/)."""
 
     name: str
     location: str
