@@ -20,6 +20,7 @@ from snowflake.connector import pandas_tools
 import elt.loading
 from blocks import ELTEnvironment, Warehouse
 from demo.data import generate_jaffle_shop
+from elt.datasets import DATASETS, Dataset
 from elt.datasets.jaffle_shop import JAFFLE_SHOP
 from elt.loading import KeyCheck, LoadError, Staged, watermark_after
 from flows.extract_load import ExtractLoadError, extract_load
@@ -82,6 +83,22 @@ def test_loading_twice_counts_once(
     run(environment, data_dir)
     run(environment, data_dir)
     assert counts(block) == expected_counts(data_dir)
+
+
+def test_the_flow_loads_the_tables_of_the_dataset_it_is_given_by_name(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block, _ = warehouse
+    orders_only = Dataset("orders_only", (JAFFLE_SHOP.source("raw_orders"),))
+    monkeypatch.setitem(DATASETS, orders_only.name, orders_only)
+    loads = run(environment, data_dir, dataset="orders_only")
+    assert [load.table for load in loads] == ["raw_orders"]
+    assert counts(block) == {"raw_orders": expected_counts(data_dir)["raw_orders"]}
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'; known datasets: .*orders_only"):
+        run(environment, data_dir, dataset="nope")
 
 
 def test_incremental_run_after_new_days_loads_only_the_new_rows(
