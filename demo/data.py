@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from elt.sources import JAFFLE_SCHEMAS, Format, default_formats
+from elt.datasets.jaffle_shop import JAFFLE_SHOP
+from elt.sources import Format, Source
 
 ROW_GROUP_ROWS = 128_000
 OPEN_SECONDS = (7 * 3600, 22 * 3600)
@@ -118,7 +119,7 @@ def generate_day(
             "tax_paid": tax_paid,
             "order_total": subtotal + tax_paid,
         },
-        schema=JAFFLE_SCHEMAS["raw_orders"],
+        schema=JAFFLE_SHOP.schema("raw_orders"),
     )
     items = pa.table(
         {
@@ -127,7 +128,7 @@ def generate_day(
             "sku": SKUS[product],
             "ordered_at": pa.array(ordered_at[order_of_item], pa.timestamp("us")),
         },
-        schema=JAFFLE_SCHEMAS["raw_items"],
+        schema=JAFFLE_SHOP.schema("raw_items"),
     )
     new_customers = customer_rows(customer[is_new], ordered_at[is_new])
     return Day(orders, items, new_customers, int(customers + is_new.sum()))
@@ -144,7 +145,7 @@ def customer_rows(ids: np.ndarray, first_ordered_at: np.ndarray) -> pa.Table:
             "name": np.char.add(np.char.add(first, " "), last),
             "updated_at": pa.array(first_ordered_at, pa.timestamp("us")),
         },
-        schema=JAFFLE_SCHEMAS["raw_customers"],
+        schema=JAFFLE_SHOP.schema("raw_customers"),
     )
 
 
@@ -177,7 +178,7 @@ def dimension_tables() -> dict[str, pa.Table]:
 
 
 def _from_rows(table: str, rows: list[tuple[object, ...]]) -> pa.Table:
-    schema = JAFFLE_SCHEMAS[table]
+    schema = JAFFLE_SHOP.schema(table)
     return pa.Table.from_pylist([dict(zip(schema.names, row, strict=True)) for row in rows], schema)
 
 
@@ -236,6 +237,11 @@ def _json_default(value: object) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def writer_for(source: Source) -> TableWriter:
+    """A writer of `source`'s one local file, in its format and schema."""
+    return TableWriter(Path(source.location), source.format, source.schema)
+
+
 def generate_jaffle_shop(
     out_dir: Path,
     days: int = 30,
@@ -247,14 +253,15 @@ def generate_jaffle_shop(
     """Write the six raw tables under `out_dir`; return table name → file path."""
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
-    chosen = {**default_formats(), **(formats or {})}
+    # Written where the dataset's declaration reads them, in the declared (or chosen) format.
+    sources = {source.name: source for source in JAFFLE_SHOP.sources(out_dir, formats)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {table: out_dir / f"{table}.{fmt}" for table, fmt in chosen.items()}
+    paths = {table: Path(source.location) for table, source in sources.items()}
     for stale in out_dir.glob("raw_*.*"):
         if stale not in paths.values():
             stale.unlink()
     daily = ("raw_orders", "raw_items", "raw_customers")
-    writers = {t: TableWriter(paths[t], chosen[t], JAFFLE_SCHEMAS[t]) for t in daily}
+    writers = {t: writer_for(sources[t]) for t in daily}
     try:
         for day in generate_days(days, start, seed, orders_per_day_at_start):
             writers["raw_orders"].write(day.orders)
@@ -264,7 +271,7 @@ def generate_jaffle_shop(
         for writer in writers.values():
             writer.close()
     for table, data in dimension_tables().items():
-        writer = TableWriter(paths[table], chosen[table], JAFFLE_SCHEMAS[table])
+        writer = writer_for(sources[table])
         writer.write(data)
         writer.close()
     return paths

@@ -1,11 +1,12 @@
-"""Load one source into the warehouse: stream into staging, check it, publish atomically."""
+"""Load one source into the warehouse: plan the load from what is known (pure), then stream
+into staging, check it and publish atomically as planned."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import reduce
 from typing import Any, Literal
@@ -29,7 +30,7 @@ class LoadError(ValueError):
         self.table = table
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadWindow:
     """Which cursor values a run loads: `since` inclusive, `until` inclusive."""
 
@@ -52,6 +53,98 @@ class TableLoad:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class LoadFacts:
+    """What is known about one table before its load decides anything."""
+
+    source: Source
+    full_refresh: bool = False
+    backfill: LoadWindow | None = None
+    target_columns: tuple[str, ...] | None = None  # None: the target table doesn't exist yet
+    files: tuple[str, ...] = ()  # listed once: the read must see the files the fingerprint saw
+    fingerprint: str = ""  # '': the files can't be fingerprinted, so they are never skipped
+    stored_fingerprint: str | None = None  # what the target was last loaded from in full
+
+    @property
+    def incremental(self) -> bool:
+        """Whether rows load by their cursor (from the watermark, or a backfill window)."""
+        return self.source.cursor is not None and not self.full_refresh
+
+    @property
+    def window(self) -> LoadWindow | None:
+        """The backfill window, if it applies: change-tracked tables load incrementally."""
+        return self.backfill if self.source.backfill_by_window and self.incremental else None
+
+    @property
+    def may_skip(self) -> bool:
+        """Whether an unchanged fingerprint would skip the load, so the stored one is worth
+        looking up: never on a full refresh or a backfill, nor into a missing table."""
+        return (
+            not self.full_refresh
+            and self.window is None
+            and self.target_columns is not None
+            and bool(self.fingerprint)
+        )
+
+
+Read = Literal["all rows", "from the watermark", "the backfill window"]
+Publish = Literal["merge", "replace"]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What one table's load will do, decided from its facts before any row moves."""
+
+    mode: Mode
+    read: Read = "all rows"
+    window: LoadWindow | None = None  # the backfill window, when that is what it reads
+    query_watermark: bool = False  # to read from it, or to report it as watermark_before
+    publish_by: Publish = "replace"
+    record_fingerprint: bool = False
+
+    @property
+    def skip(self) -> bool:
+        """Whether the files are unchanged since the last full load, so nothing is read."""
+        return self.mode == "unchanged"
+
+    @property
+    def temporary_staging(self) -> bool:
+        """Whether the rows stage in a temporary table rather than a real one."""
+        # Rows to MERGE stage in a temporary table: private to this connection, never logged
+        # to disk, gone if the run dies. A replacement must be a real table: it becomes the target.
+        return self.publish_by == "merge"
+
+    def read_window(self, watermark: Any) -> LoadWindow | None:
+        """The cursor range to read given the target's watermark; None reads everything."""
+        if self.read == "the backfill window":
+            return self.window
+        if self.read == "from the watermark":
+            return LoadWindow(since=watermark)
+        return None
+
+
+def plan_load(facts: LoadFacts) -> LoadPlan:
+    """Decide how to load a table from what is known; no warehouse call."""
+    if facts.may_skip and facts.fingerprint == facts.stored_fingerprint:
+        return LoadPlan("unchanged")
+    exists = facts.target_columns is not None
+    window = facts.window
+    read: Read = "all rows"
+    if window is not None:
+        read = "the backfill window"
+    elif facts.incremental and exists:
+        read = "from the watermark"
+    return LoadPlan(
+        mode="backfill" if window else ("incremental" if facts.incremental else "full refresh"),
+        read=read,
+        window=window,
+        query_watermark=exists and facts.source.cursor is not None,
+        publish_by="merge" if facts.incremental and exists else "replace",
+        # A backfill reads a window, not the whole file: it can't vouch for the rest.
+        record_fingerprint=bool(facts.fingerprint) and window is None,
+    )
+
+
 def load_source(
     warehouse: Warehouse,
     source: Source,
@@ -62,53 +155,70 @@ def load_source(
 ) -> TableLoad:
     """Load `source` into its table; the table changes only if every step succeeds."""
     started = time.perf_counter()
-    if not source.backfill_by_window:
-        backfill = None
-    incremental = source.cursor is not None and not full_refresh
-    windowed = incremental and backfill is not None
-    mode: Mode = "backfill" if windowed else ("incremental" if incremental else "full refresh")
+    facts = gather_facts(warehouse, source, full_refresh, backfill)
+    plan = plan_load(facts)
+    if plan.skip:
+        return TableLoad(source.name, plan.mode, seconds=time.perf_counter() - started)
+    result = carry_out(warehouse, facts, plan, batch_rows)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def gather_facts(
+    warehouse: Warehouse, source: Source, full_refresh: bool, backfill: LoadWindow | None
+) -> LoadFacts:
+    """What the plan needs, in as few statements as possible; the stored fingerprint only
+    when it could skip the load."""
     # One catalog lookup answers: does the target exist, with which columns, and the state table?
     catalog = warehouse.table_columns([source.name, SOURCE_STATE])
     target_columns = catalog.get(source.name.lower())
-    exists = target_columns is not None
-    # Listed once: an object-store glob costs a LIST request, and the read must see these files.
-    files = resolve_files(source)
-    digest = fingerprint(source, files)
-    if digest and SOURCE_STATE not in catalog:
+    # Listed once: an object-store glob costs a LIST request.
+    files = tuple(resolve_files(source))
+    facts = LoadFacts(
+        source,
+        full_refresh,
+        backfill,
+        target_columns=None if target_columns is None else tuple(target_columns),
+        files=files,
+        fingerprint=fingerprint(source, files),
+    )
+    if facts.fingerprint and SOURCE_STATE not in catalog:
         warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
-    skippable = not full_refresh and not windowed and exists and digest
-    if skippable and digest == stored_fingerprint(warehouse, source.name):
-        return TableLoad(source.name, "unchanged", seconds=time.perf_counter() - started)
-    result = TableLoad(source.name, mode)
-    result.watermark_before = watermark(warehouse, source) if exists else None
-    window = backfill or LoadWindow(since=result.watermark_before if incremental else None)
+    if facts.may_skip:
+        return replace(facts, stored_fingerprint=stored_fingerprint(warehouse, source.name))
+    return facts
+
+
+def carry_out(warehouse: Warehouse, facts: LoadFacts, plan: LoadPlan, batch_rows: int) -> TableLoad:
+    """Stage, check, publish and record as `plan` says; the staging table never outlives it."""
+    source = facts.source
+    result = TableLoad(source.name, plan.mode)
+    result.watermark_before = watermark(warehouse, source) if plan.query_watermark else None
     staging = f"{source.name}__staging_{uuid.uuid4().hex[:8]}"
-    merge = incremental and exists
-    # Rows to MERGE stage in a temporary table: private to this connection, never logged to
-    # disk, gone if the run dies. A replacement must be a real table: it becomes the target.
-    staging_table = warehouse.qualified(staging, temporary=merge)
+    staging_table = warehouse.qualified(staging, temporary=plan.temporary_staging)
     try:
-        loading_window = window if incremental else None
+        window = plan.read_window(result.watermark_before)
         staged = stage(
-            warehouse, source, staging, loading_window, batch_rows, files=files, temporary=merge
-        )
+            warehouse, source, staging, window, batch_rows,
+            files=facts.files, temporary=plan.temporary_staging,
+        )  # fmt: skip
         result.rows_read = staged.rows
         if staged.rows:
-            check_staged(warehouse, source, staging_table, staged, target_columns=target_columns)
-            result.inserted, result.updated = publish(warehouse, source, staging, staged, merge)
-            # A backfill reads a window, not the whole file: it can't vouch for the rest.
-            if digest and not windowed:
-                record_fingerprint(warehouse, source.name, digest)
+            columns = facts.target_columns
+            check_staged(warehouse, source, staging_table, staged, target_columns=columns)
+            result.inserted, result.updated = publish(warehouse, source, plan, staging, staged)
+            if plan.record_fingerprint:
+                record_fingerprint(warehouse, source.name, facts.fingerprint)
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {staging_table}")
-    result.watermark_after = watermark_after(result.watermark_before, staged, merged=merge)
-    result.seconds = time.perf_counter() - started
+    merged = plan.publish_by == "merge"
+    result.watermark_after = watermark_after(result.watermark_before, staged, merged=merged)
     return result
 
 
 def stored_fingerprint(warehouse: Warehouse, table: str) -> str | None:
     """The fingerprint of the files `table` was last loaded from in full (all rows, or all
-    rows from the watermark on). The state table exists: load_source ensures it."""
+    rows from the watermark on). The state table exists: gather_facts ensures it."""
     rows = warehouse.query(
         f"SELECT fingerprint FROM {warehouse.qualified(SOURCE_STATE)} WHERE table_name = ?",
         [table],
@@ -249,7 +359,7 @@ def check_staged(
     staging_table: str,
     staged: Staged,
     *,
-    target_columns: list[str] | None,
+    target_columns: Sequence[str] | None,
 ) -> None:
     """Refuse staged rows with a null or duplicate key, or columns the table doesn't have.
     `staging_table` is qualified."""
@@ -294,11 +404,13 @@ def check_staged(
 
 
 def publish(
-    warehouse: Warehouse, source: Source, staging: str, staged: Staged, merge: bool
+    warehouse: Warehouse, source: Source, plan: LoadPlan, staging: str, staged: Staged
 ) -> tuple[int, int]:
-    """Make the staged rows visible in one atomic step; return (inserted, updated)."""
-    if merge:
-        return merge_into(warehouse, source, warehouse.qualified(staging, temporary=True), staged)
+    """Make the staged rows visible in one atomic step, as the plan decided; return
+    (inserted, updated)."""
+    if plan.publish_by == "merge":
+        staging_table = warehouse.qualified(staging, temporary=plan.temporary_staging)
+        return merge_into(warehouse, source, staging_table, staged)
     warehouse.replace_table(source.name, staging)
     return staged.rows, 0
 

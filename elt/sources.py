@@ -34,7 +34,8 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """One source table: `name` is the raw table it loads into."""
+    """One source table: `name` is the raw table it loads into; in a dataset's declaration,
+    `location` is relative to the dataset's root (see elt/datasets/)."""
 
     name: str
     location: str
@@ -249,7 +250,8 @@ def check_columns(source: Source, file: str, found: pa.Schema) -> None:
             source.name,
             file,
             f"columns differ from the declared schema: new {added or 'none'}, "
-            f"missing {dropped or 'none'}; update the source declaration in flows/sources.py",
+            f"missing {dropped or 'none'}; update the source's declaration (its dataset in "
+            "elt/datasets/)",
         )
     for declared in source.schema:
         actual = found.field(declared.name).type
@@ -304,90 +306,3 @@ def explain_arrow_error(exc: BaseException) -> str:
             "GOOGLE_APPLICATION_CREDENTIALS)"
         )
     return f"cannot read it: {message}; fix the file or the source declaration"
-
-
-JAFFLE_SCHEMAS: dict[str, pa.Schema] = {
-    "raw_stores": pa.schema(
-        [
-            ("id", pa.int64()),
-            ("name", pa.string()),
-            ("opened_at", pa.timestamp("us")),
-            ("tax_rate", pa.float64()),
-        ]
-    ),
-    "raw_customers": pa.schema(
-        [("id", pa.int64()), ("name", pa.string()), ("updated_at", pa.timestamp("us"))]
-    ),
-    "raw_products": pa.schema(
-        [
-            ("sku", pa.string()),
-            ("name", pa.string()),
-            ("type", pa.string()),
-            ("price", pa.int64()),
-            ("description", pa.string()),
-        ]
-    ),
-    "raw_supplies": pa.schema(
-        [
-            ("id", pa.string()),
-            ("name", pa.string()),
-            ("cost", pa.int64()),
-            ("perishable", pa.bool_()),
-            ("sku", pa.string()),
-        ]
-    ),
-    "raw_orders": pa.schema(
-        [
-            ("id", pa.int64()),
-            ("customer", pa.int64()),
-            ("ordered_at", pa.timestamp("us")),
-            ("store_id", pa.int64()),
-            ("subtotal", pa.int64()),
-            ("tax_paid", pa.int64()),
-            ("order_total", pa.int64()),
-        ]
-    ),
-    "raw_items": pa.schema(
-        [
-            ("id", pa.int64()),
-            ("order_id", pa.int64()),
-            ("sku", pa.string()),
-            ("ordered_at", pa.timestamp("us")),
-        ]
-    ),
-}
-JAFFLE_KEYS: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "raw_stores": (("id",), None),
-    "raw_customers": (("id",), "updated_at"),
-    "raw_products": (("sku",), None),
-    "raw_supplies": (("id", "sku"), None),
-    "raw_orders": (("id",), "ordered_at"),
-    "raw_items": (("id",), "ordered_at"),
-}
-# Tables whose cursor is a change time: a backfill of order days still brings them up to date.
-JAFFLE_CHANGE_TRACKED = {"raw_customers"}
-
-
-def jaffle_shop_sources(
-    root: Path | str, formats: Sequence[tuple[str, Format]] = ()
-) -> list[Source]:
-    """The six jaffle-shop tables as the demo data generator writes them under `root`.
-
-    `root` may be a local folder or an `s3://`, `gs://` or `https://` prefix.
-    """
-    chosen = {**default_formats(), **dict(formats)}
-    sources = []
-    for table, schema in JAFFLE_SCHEMAS.items():
-        key, cursor = JAFFLE_KEYS[table]
-        fmt = chosen[table]
-        location = f"{str(root).rstrip('/')}/{table}.{fmt}"
-        sources.append(
-            Source(table, location, fmt, schema, key, cursor,
-                   backfill_by_window=table not in JAFFLE_CHANGE_TRACKED)
-        )  # fmt: skip
-    return sources
-
-
-def default_formats() -> dict[str, Format]:
-    """Small tables as CSV; the large, incremental ones as Parquet sorted by their cursor."""
-    return {table: "parquet" if cursor else "csv" for table, (_, cursor) in JAFFLE_KEYS.items()}

@@ -28,6 +28,7 @@ def backfill(
     last_day: date,
     environment: str = "local",
     data_dir: str = DEFAULT_DATA_DIR,
+    dataset: str = "jaffle_shop",
 ) -> tuple[list[TableLoad], TransformResult]:
     """Reload the incremental tables' rows of `first_day`..`last_day` (inclusive), then dbt."""
     window = window_of_days(first_day, last_day)
@@ -36,4 +37,5 @@ def backfill(
         data_dir=data_dir,
         backfill_start=window.since,
         backfill_end=window.until,
+        dataset=dataset,
     )

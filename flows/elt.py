@@ -20,6 +20,7 @@ def elt(
     full_refresh: bool = False,
     backfill_start: datetime | None = None,
     backfill_end: datetime | None = None,
+    dataset: str = "jaffle_shop",
 ) -> tuple[list[TableLoad], TransformResult]:
     """Load every source into the warehouse, then build and test the dbt project on it."""
     loads = extract_load(
@@ -28,6 +29,7 @@ def elt(
         full_refresh=full_refresh,
         backfill_start=backfill_start,
         backfill_end=backfill_end,
+        dataset=dataset,
     )
     built = transform(environment=environment)
     create_markdown_artifact(key="elt-summary", markdown=summary_markdown(loads, built))

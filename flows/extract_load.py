@@ -10,9 +10,10 @@ from prefect.cache_policies import NONE
 from prefect.states import State
 
 from blocks import Warehouse, load_environment
+from elt import datasets
 from elt.alerting import FLOW_HOOKS, alert_on_task_failure
 from elt.loading import LoadWindow, TableLoad, describe_failure, load_source
-from elt.sources import Source, jaffle_shop_sources
+from elt.sources import Source
 
 DEFAULT_DATA_DIR = "data/jaffle"
 
@@ -55,10 +56,12 @@ def extract_load(
     backfill_end: datetime | None = None,
     parallel: bool = False,
     batch_rows: int = 250_000,
+    dataset: str = "jaffle_shop",
 ) -> list[TableLoad]:
-    """Load every source table; with a backfill window, reload just that cursor range."""
+    """Load every table of `dataset` from under `data_dir`; with a backfill window, reload
+    just that cursor range."""
+    sources = datasets.dataset(dataset).sources(data_dir)
     warehouse = load_environment(environment).warehouse
-    sources = jaffle_shop_sources(data_dir)
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
     args = (unmapped(full_refresh), unmapped(backfill), unmapped(batch_rows))
     if parallel:

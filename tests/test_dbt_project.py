@@ -1,4 +1,4 @@
-"""The dbt project in dbt/: it builds on DuckDB from raw tables shaped as in CONVENTIONS.md,
+"""The dbt project in dbt/: it builds on DuckDB from raw tables shaped as the dataset declares,
 its tests catch broken raw rows, its sources are checked for freshness, the same SQL builds
 for the Snowflake target (on fakesnow), and the Snowflake profile takes either credential.
 
@@ -29,21 +29,15 @@ from dbt.config.renderer import ProfileRenderer
 from dbt.flags import set_from_args
 from dbt_common.context import set_invocation_context
 
+from elt.datasets.jaffle_shop import JAFFLE_SHOP
 from tests.conftest import REPO_ROOT
+from tests.support.raw_tables import column_ddl
 
 DBT_DIR = REPO_ROOT / "dbt"
 RAW = "raw"
 MARTS = "analytics"
 
-RAW_DDL = {
-    "raw_stores": "id BIGINT, name VARCHAR, opened_at TIMESTAMP, tax_rate DOUBLE",
-    "raw_customers": "id BIGINT, name VARCHAR, updated_at TIMESTAMP",
-    "raw_products": "sku VARCHAR, name VARCHAR, type VARCHAR, price BIGINT, description VARCHAR",
-    "raw_supplies": "id VARCHAR, name VARCHAR, cost BIGINT, perishable BOOLEAN, sku VARCHAR",
-    "raw_orders": "id BIGINT, customer BIGINT, ordered_at TIMESTAMP, store_id BIGINT, "
-    "subtotal BIGINT, tax_paid BIGINT, order_total BIGINT",
-    "raw_items": "id BIGINT, order_id BIGINT, sku VARCHAR, ordered_at TIMESTAMP",
-}
+RAW_DDL = {source.name: column_ddl(source) for source in JAFFLE_SHOP.declared}
 STORES = [
     (1, "Philadelphia", datetime(2016, 9, 1), 0.06),
     (2, "Brooklyn", datetime(2017, 3, 12), 0.04),

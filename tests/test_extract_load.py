@@ -20,6 +20,8 @@ from snowflake.connector import pandas_tools
 import elt.loading
 from blocks import Warehouse
 from demo.data import generate_jaffle_shop
+from elt.datasets import DATASETS, Dataset
+from elt.datasets.jaffle_shop import JAFFLE_SHOP
 from elt.loading import KeyCheck, LoadError, Staged, watermark_after
 from flows.extract_load import ExtractLoadError, extract_load
 from tests.support.environments import save_environment
@@ -27,7 +29,7 @@ from tests.support.warehouses import ConnectionLog
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-TABLES = ["raw_stores", "raw_customers", "raw_products", "raw_supplies", "raw_orders", "raw_items"]
+TABLES = JAFFLE_SHOP.table_names
 SMALL = {"orders_per_day_at_start": 40}
 
 
@@ -81,6 +83,22 @@ def test_loading_twice_counts_once(
     run(environment, data_dir)
     run(environment, data_dir)
     assert counts(block) == expected_counts(data_dir)
+
+
+def test_the_flow_loads_the_tables_of_the_dataset_it_is_given_by_name(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block, _ = warehouse
+    orders_only = Dataset("orders_only", (JAFFLE_SHOP.source("raw_orders"),))
+    monkeypatch.setitem(DATASETS, orders_only.name, orders_only)
+    loads = run(environment, data_dir, dataset="orders_only")
+    assert [load.table for load in loads] == ["raw_orders"]
+    assert counts(block) == {"raw_orders": expected_counts(data_dir)["raw_orders"]}
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'; known datasets: .*orders_only"):
+        run(environment, data_dir, dataset="nope")
 
 
 def test_incremental_run_after_new_days_loads_only_the_new_rows(
@@ -183,7 +201,7 @@ def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
         return real_publish(warehouse, source, *args)
 
     monkeypatch.setattr(elt.loading, "publish", interrupted)
-    with pytest.raises(ExtractLoadError, match=r"1 of 6 tables failed.*raw_orders"):
+    with pytest.raises(ExtractLoadError, match=rf"1 of {len(TABLES)} tables failed.*raw_orders"):
         run(environment, data_dir)
     after = counts(block)
     assert after["raw_orders"] == before["raw_orders"]
@@ -304,7 +322,7 @@ def test_bad_input_fails_its_table_with_a_clear_message_and_the_others_load(
     with pytest.raises(ExtractLoadError) as failed:
         run(environment, broken)
     message = str(failed.value)
-    assert "1 of 6 tables failed" in message
+    assert f"1 of {len(TABLES)} tables failed" in message
     assert table in message and expected in message
     assert str(broken) in message  # names the file
     after = counts(block)

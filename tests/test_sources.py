@@ -14,22 +14,16 @@ import pytest
 
 from blocks import DuckDBWarehouse
 from demo.data import generate_jaffle_shop
+from elt.datasets.jaffle_shop import JAFFLE_SHOP
 from elt.loading import TableLoad, load_source
-from elt.sources import (
-    JAFFLE_KEYS,
-    JAFFLE_SCHEMAS,
-    Source,
-    SourceError,
-    jaffle_shop_sources,
-    read_batches,
-    resolve_files,
-)
+from elt.sources import Source, SourceError, read_batches, resolve_files
 from flows.extract_load import extract_load
 from tests.support.environments import save_embedded_environment
 from tests.support.object_stores import s3_api, serving_directory, upload_directory
 
 SMALL = {"orders_per_day_at_start": 40}
-ORDERS = JAFFLE_SCHEMAS["raw_orders"]
+TABLES = JAFFLE_SHOP.table_names
+ORDERS = JAFFLE_SHOP.schema("raw_orders")
 
 
 def file_rows(data_dir: Path) -> dict[str, int]:
@@ -46,7 +40,7 @@ def file_rows(data_dir: Path) -> dict[str, int]:
 
 def table_rows(warehouse: DuckDBWarehouse) -> dict[str, int]:
     with warehouse.fresh() as own:
-        return {t: own.query(f"SELECT COUNT(*) FROM {own.qualified(t)}")[0][0] for t in JAFFLE_KEYS}
+        return {t: own.query(f"SELECT COUNT(*) FROM {own.qualified(t)}")[0][0] for t in TABLES}
 
 
 def orders_source(location: str, fmt: Any = "parquet") -> Source:
@@ -69,7 +63,7 @@ def test_json_lines_sources_load_like_csv_and_parquet(tmp_path: Path) -> None:
     generate_jaffle_shop(data_dir, days=3, formats=formats, **SMALL)
     warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
     with warehouse:
-        for source in jaffle_shop_sources(data_dir, formats=list(formats.items())):
+        for source in JAFFLE_SHOP.sources(data_dir, formats):
             load_source(warehouse, source)
     assert (data_dir / "raw_orders.jsonl").exists()
     assert table_rows(warehouse) == file_rows(data_dir)
@@ -201,7 +195,8 @@ def test_sources_over_https_load_through_range_requests(tmp_path: Path, prefect_
     # time, so they go through the incremental path (reading from their watermark) each run.
     modes = {load.table: load.mode for load in again}
     assert modes == {
-        t: "incremental" if cursor else "unchanged" for t, (_, cursor) in JAFFLE_KEYS.items()
+        source.name: "incremental" if source.cursor else "unchanged"
+        for source in JAFFLE_SHOP.declared
     }
 
 
