@@ -1,43 +1,39 @@
-"""dbt Cloud job: prefect-dbt's credentials plus which job to run and how to wait for it."""
+"""dbt Cloud job: which job to run with prefect-dbt's credentials block, and how to wait for it."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
+from prefect.blocks.core import Block
 from prefect_dbt.cloud import DbtCloudCredentials
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
+
+if TYPE_CHECKING:
+    from blocks.warehouse import Warehouse
+    from elt.transform_result import TransformResult
 
 DOMAIN_PATTERN = r"^[A-Za-z0-9.-]+(:\d{1,5})?$"
 ARTIFACT_PATTERN = r"^[A-Za-z0-9_./-]+\.json$"
 
 
-class DbtCloudTransform(DbtCloudCredentials):
-    """A dbt Cloud job and the account it lives in, with how long and how often to wait for it."""
+class DbtCloudTransform(Block):
+    """A dbt Cloud job, the credentials of its account, and how long and how often to wait."""
 
     _block_type_name = "dbt Cloud Transform"
-    _documentation_url = "https://docs.getdbt.com/dbt-cloud/api-v2#/operations/Trigger%20Job%20Run"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/5zE9lxfzBHjw3tnEup4wWL/9a001902ed43a84c6c96d23b24622e19/dbt-bit_tm.png?h=250"  # type: ignore[assignment]
+    _documentation_url = "https://docs.getdbt.com/dbt-cloud/api-v2#/operations/Trigger%20Job%20Run"  # type: ignore[assignment]
     _description = (
-        "Triggers a dbt Cloud job and waits for it: the account and API key (a service token), "
-        "the job, how long to wait and how often to poll, whether to re-run failed steps, and "
-        "which run artifacts to show in Prefect."
+        "Triggers a dbt Cloud job and waits for it: a dbt Cloud Credentials block (account, "
+        "API key, access URL host), the job, how long to wait and how often to poll, whether to "
+        "re-run failed steps, and which run artifacts to show in Prefect."
     )
 
-    api_key: SecretStr = Field(
-        title="API key",
-        description="dbt Cloud service token with permission to run the job "
-        "(Account settings → Service tokens).",
-    )
-    account_id: int = Field(
-        title="Account ID",
-        description="The number after `/accounts/` in your dbt Cloud URLs.",
-        ge=1,
-    )
-    domain: str = Field(
-        default="cloud.getdbt.com",
-        title="Access URL host",
-        description="Host of your dbt Cloud access URL, without `https://`: "
-        "`cloud.getdbt.com`, or a regional / single-tenant one such as `emea.dbt.com`.",
-        json_schema_extra={"pattern": DOMAIN_PATTERN},
+    credentials: DbtCloudCredentials = Field(
+        title="dbt Cloud credentials",
+        description="A prefect-dbt dbt Cloud Credentials block: a service token allowed to run "
+        "the job, the account ID (the number after `/accounts/` in dbt Cloud URLs) and the "
+        "access URL host without `https://` (`cloud.getdbt.com`, `emea.dbt.com`, ...).",
     )
     job_id: int = Field(
         title="Job ID",
@@ -73,15 +69,24 @@ class DbtCloudTransform(DbtCloudCredentials):
         "`manifest.json`, `catalog.json`, `sources.json`.",
     )
 
-    @field_validator("domain", mode="before")
+    @field_validator("credentials")
     @classmethod
-    def _domain_is_host(cls, value: str) -> str:
-        if "://" in str(value) or not re.fullmatch(DOMAIN_PATTERN, str(value)):
+    def _credentials_name_a_host_and_an_account(
+        cls, value: DbtCloudCredentials
+    ) -> DbtCloudCredentials:
+        # prefect-dbt's block accepts any text and number; the API client needs a bare host.
+        if "://" in value.domain or not re.fullmatch(DOMAIN_PATTERN, value.domain):
             raise ValueError(
-                f"domain {value!r} must be a host name such as `cloud.getdbt.com` or "
-                "`emea.dbt.com`, without `https://` or a path"
+                f"credentials.domain {value.domain!r} must be a host name such as "
+                "`cloud.getdbt.com` or `emea.dbt.com`, without `https://` or a path: "
+                "edit the dbt Cloud Credentials block"
             )
-        return str(value)
+        if value.account_id < 1:
+            raise ValueError(
+                f"credentials.account_id {value.account_id} must be the number after "
+                "`/accounts/` in your dbt Cloud URLs: edit the dbt Cloud Credentials block"
+            )
+        return value
 
     @field_validator("artifacts")
     @classmethod
@@ -93,8 +98,18 @@ class DbtCloudTransform(DbtCloudCredentials):
             )
         return value
 
+    def run(self, warehouse: Warehouse) -> TransformResult:
+        """Run the job (or resume the run this flow run triggered); raise DbtCloudError if it fails.
+
+        dbt Cloud reaches the warehouse with its own connection, so `warehouse` is not used.
+        """
+        from elt.dbt_cloud import run_dbt_cloud_job
+
+        return run_dbt_cloud_job(self)
+
     def run_url(self, run_id: int, project_id: int | None = None) -> str:
         """Link to a run in the dbt Cloud UI."""
-        host = "cloud.getdbt.com" if self.domain.startswith("cloud.") else self.domain
+        domain = self.credentials.domain
+        host = "cloud.getdbt.com" if domain.startswith("cloud.") else domain
         project = f"/projects/{project_id}" if project_id else ""
-        return f"https://{host}/deploy/{self.account_id}{project}/runs/{run_id}"
+        return f"https://{host}/deploy/{self.credentials.account_id}{project}/runs/{run_id}"

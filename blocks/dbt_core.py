@@ -5,9 +5,14 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
+
+if TYPE_CHECKING:
+    from blocks.warehouse import Warehouse
+    from elt.transform_result import TransformResult
 
 DBT_COMMANDS = ("build", "run", "test", "seed", "snapshot", "compile")
 TARGET_PATTERN = r"^[A-Za-z0-9_-]*$"
@@ -93,3 +98,10 @@ class DbtCoreTransform(Block):
             "--threads",
             str(self.threads),
         ]
+
+    def run(self, warehouse: Warehouse) -> TransformResult:
+        """Build the project on `warehouse`, freshness first; raise DbtCoreError if it fails."""
+        # Imported here so that `import blocks` does not import dbt.
+        from elt.dbt_core import run_dbt_core
+
+        return run_dbt_core(self, warehouse)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,9 +17,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from blocks import DbtCloudTransform
 from elt.alerting import alert_on_task_failure
-from elt.dbt_core import failing_nodes
-from elt.dbt_results import publish_links, publish_run_results
+from elt.transform_result import TransformError, TransformResult, nodes_from_run_results
 
+RUNNER = "dbt Cloud"
 SUCCESS, ERROR, CANCELLED = 10, 20, 30
 TERMINAL = {SUCCESS: "succeeded", ERROR: "errored", CANCELLED: "was cancelled"}
 BACKOFF_SECONDS = 2.0  # first retry wait; doubles up to BACKOFF_MAX_SECONDS
@@ -30,33 +29,12 @@ ATTEMPTS = 6
 ApiCall = Callable[[DbtCloudAdministrativeClient], Coroutine[Any, Any, httpx.Response]]
 
 
-class DbtCloudError(RuntimeError):
-    """A dbt Cloud run failed, was cancelled or timed out; carries its URL and failing nodes."""
-
-    def __init__(
-        self,
-        message: str,
-        run_url: str = "",
-        failures: list[str] | None = None,
-        run_results: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.run_url = run_url
-        self.failures = failures or []
-        self.run_results = run_results or {}
+class DbtCloudError(TransformError):
+    """A dbt Cloud run failed, was cancelled or timed out; its result has the URL and nodes."""
 
 
 class DbtCloudAuthError(DbtCloudError):
     """dbt Cloud refused the API key (401/403): retrying can't help."""
-
-
-@dataclass
-class DbtCloudRunResult:
-    """A finished dbt Cloud run: its id, link and parsed run_results.json."""
-
-    run_id: int
-    run_url: str
-    run_results: dict[str, Any] = field(default_factory=dict)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -85,13 +63,16 @@ def api(block: DbtCloudTransform, call: ApiCall, *, retry_not_found: bool = Fals
     for attempt in retrying:
         with attempt:
             try:
-                response = run_coro_as_sync(call(block.get_administrative_client()))
+                client = block.credentials.get_administrative_client()
+                response = run_coro_as_sync(call(client))
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code in (401, 403):
                     raise DbtCloudAuthError(
-                        f"dbt Cloud refused the API key for account {block.account_id} "
-                        f"({exc.response.status_code}): check the dbt-cloud-transform block's "
-                        "API key (a service token allowed to run jobs) and its account ID"
+                        f"dbt Cloud refused the API key for account "
+                        f"{block.credentials.account_id} ({exc.response.status_code}): check the "
+                        "API key (a service token allowed to run jobs) and the account ID in "
+                        "the dbt-cloud-transform block's dbt Cloud credentials",
+                        TransformResult(RUNNER),
                     ) from None
                 raise
     assert response is not None
@@ -131,11 +112,12 @@ def wait_for_run(block: DbtCloudTransform, run_id: int) -> dict[str, Any]:
         if run["status"] in TERMINAL:
             return run
         if time.monotonic() + block.poll_interval_seconds > deadline:
+            url = block.run_url(run_id, run.get("project_id"))
             raise DbtCloudError(
                 f"dbt Cloud run {run_id} did not finish within {block.timeout_seconds} s "
                 f"(still {run.get('status_humanized', run['status'])}); raise the block's wait "
-                f"timeout if the job needs longer: {block.run_url(run_id, run.get('project_id'))}",
-                run_url=block.run_url(run_id, run.get("project_id")),
+                f"timeout if the job needs longer: {url}",
+                TransformResult(RUNNER, run_url=url),
             )
         time.sleep(block.poll_interval_seconds)
 
@@ -161,13 +143,18 @@ def retry_failed_steps(block: DbtCloudTransform, run_id: int) -> int:
 
 def artifact_links(block: DbtCloudTransform, run_id: int) -> list[tuple[str, str]]:
     """Links to the run artifacts the block asks to publish."""
-    base = f"https://{block.domain}/api/v2/accounts/{block.account_id}/runs/{run_id}/artifacts"
+    credentials = block.credentials
+    base = (
+        f"https://{credentials.domain}/api/v2/accounts/{credentials.account_id}"
+        f"/runs/{run_id}/artifacts"
+    )
     return [(name, f"{base}/{name}") for name in block.artifacts]
 
 
 @task(name="dbt-cloud-job", cache_policy=NONE, on_failure=[alert_on_task_failure])
-def run_dbt_cloud_job(block: DbtCloudTransform, force_new_run: bool = False) -> DbtCloudRunResult:
-    """Trigger (or resume) the block's job, wait for it, publish its results as artifacts."""
+def run_dbt_cloud_job(block: DbtCloudTransform, force_new_run: bool = False) -> TransformResult:
+    """Trigger (or resume) the block's job and wait for it; raise DbtCloudError unless it passed."""
+    started = time.perf_counter()
     run_id = trigger_or_resume(block, force_new_run)
     run = wait_for_run(block, run_id)
     for _ in range(block.failed_steps_retries):
@@ -175,21 +162,22 @@ def run_dbt_cloud_job(block: DbtCloudTransform, force_new_run: bool = False) -> 
             break
         run_id = retry_failed_steps(block, run_id)
         run = wait_for_run(block, run_id)
-    url = block.run_url(run_id, run.get("project_id"))
-    results = fetch_run_results(block, run_id)
-    publish_run_results(results, key="dbt-cloud-results")
-    publish_links(artifact_links(block, run_id), key="dbt-cloud", run_url=url)
+    result = TransformResult(
+        RUNNER,
+        nodes_from_run_results(fetch_run_results(block, run_id)),
+        seconds=time.perf_counter() - started,
+        run_url=block.run_url(run_id, run.get("project_id")),
+        artifact_links=artifact_links(block, run_id),
+    )
     if run["status"] != SUCCESS:
-        failures = failing_nodes(results) or failed_steps(run)
+        failures = result.failures or failed_steps(run)
         raise DbtCloudError(
             f"dbt Cloud run {run_id} {TERMINAL[run['status']]}: "
             + ("; ".join(failures) if failures else "no failing node reported")
-            + f". See {url}",
-            run_url=url,
-            failures=failures,
-            run_results=results,
+            + f". See {result.run_url}",
+            result,
         )
-    return DbtCloudRunResult(run_id, url, results)
+    return result
 
 
 def failed_steps(run: dict[str, Any]) -> list[str]:

@@ -2,45 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
+from dbt.cli.main import dbtRunnerResult
 from prefect_dbt.core.runner import PrefectDbtRunner
 from prefect_dbt.core.settings import PrefectDbtSettings
 
 from blocks import DbtCoreTransform, Warehouse
+from elt.transform_result import NodeResult, TransformError, TransformResult
+
+RUNNER = "dbt Core"
+LINKED_ARTIFACTS = ("run_results.json", "manifest.json")
 
 
-class DbtCoreError(RuntimeError):
-    """dbt Core reported failing nodes (or could not run); names them."""
-
-    def __init__(
-        self,
-        message: str,
-        failures: list[str] | None = None,
-        run_results: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.failures = failures or []
-        self.run_results = run_results or {}
+class DbtCoreError(TransformError):
+    """dbt Core reported failing nodes (or could not run); its result names them."""
 
 
-@dataclass
-class DbtCoreResult:
-    """What a dbt Core invocation did: its parsed run_results.json and where artifacts are."""
+class DbtNode(Protocol):
+    @property
+    def unique_id(self) -> str: ...
 
-    command: list[str]
-    target_dir: Path
-    run_results: dict[str, Any] = field(default_factory=dict)
+
+class DbtNodeOutcome(Protocol):
+    """What dbt's typed results (RunResult, SourceFreshnessResult) say about one node."""
 
     @property
-    def failures(self) -> list[str]:
-        return failing_nodes(self.run_results)
+    def node(self) -> DbtNode: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def message(self) -> str | None: ...
+    @property
+    def execution_time(self) -> float: ...
 
 
 @contextmanager
@@ -58,14 +57,17 @@ def environment_variables(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def failing_nodes(run_results: Mapping[str, Any]) -> list[str]:
-    """unique_ids of nodes that errored or failed, with their messages."""
-    failing = []
-    for result in run_results.get("results", []):
-        if result.get("status") in {"error", "fail", "runtime error"}:
-            message = (result.get("message") or "").strip().splitlines()
-            failing.append(f"{result.get('unique_id')}: {message[0] if message else ''}".strip())
-    return failing
+def node_result(outcome: DbtNodeOutcome) -> NodeResult:
+    """One typed row from one of dbt's typed node results."""
+    return NodeResult.of(
+        outcome.node.unique_id, outcome.status, outcome.execution_time, outcome.message
+    )
+
+
+def node_results(invocation: dbtRunnerResult) -> list[NodeResult]:
+    """The rows of a dbt invocation; none when dbt stopped before running nodes."""
+    outcomes: Sequence[DbtNodeOutcome] = getattr(invocation.result, "results", None) or []
+    return [node_result(outcome) for outcome in outcomes]
 
 
 def dbt_target(transform: DbtCoreTransform, warehouse: Warehouse) -> str:
@@ -73,10 +75,21 @@ def dbt_target(transform: DbtCoreTransform, warehouse: Warehouse) -> str:
     return transform.target or warehouse.dbt_target
 
 
+def invoke(runner: PrefectDbtRunner, command: list[str], result: TransformResult) -> bool:
+    """Run one dbt command, add its nodes to `result`; True when dbt reports success."""
+    try:
+        invocation: dbtRunnerResult = runner.invoke(command)
+    except ValueError as exc:  # prefect-dbt's wording when dbt itself raised (e.g. a parse error)
+        raise DbtCoreError(f"dbt {' '.join(command[:2])} could not run: {exc}", result) from exc
+    result.nodes.extend(node_results(invocation))
+    return bool(invocation.success)
+
+
 def run_dbt_core(
     transform: DbtCoreTransform, warehouse: Warehouse, target_dir: Path | None = None
-) -> DbtCoreResult:
+) -> TransformResult:
     """Optionally gate on source freshness, then run the block's command; raise on failures."""
+    started = time.perf_counter()
     project_dir = Path(transform.project_dir).resolve()
     target_dir = (target_dir or project_dir / "target").resolve()
     target = dbt_target(transform, warehouse)
@@ -86,26 +99,25 @@ def run_dbt_core(
         target_path=target_dir,
     )
     runner = PrefectDbtRunner(settings=settings, raise_on_failure=False, disable_assets=True)
+    result = TransformResult(
+        RUNNER, artifact_links=[(name, (target_dir / name).as_uri()) for name in LINKED_ARTIFACTS]
+    )
     env = {**warehouse.dbt_env(), "ELT_DBT_THREADS": str(transform.threads)}
-    with environment_variables(env):
-        if transform.freshness_gate:
-            freshness = runner.invoke(["source", "freshness", "--target", target])
-            if not freshness.success:
+    try:
+        with environment_variables(env):
+            if transform.freshness_gate and not invoke(
+                runner, ["source", "freshness", "--target", target], result
+            ):
                 raise DbtCoreError(
                     "dbt source freshness failed: a raw table is stale or missing; load it "
-                    f"(extract_load) or turn off the freshness gate. {freshness.exception or ''}"
+                    "(extract_load) or turn off the freshness gate. "
+                    + "; ".join(result.failures or ["see the dbt log"]),
+                    result,
                 )
-        command = [*transform.command_args(), "--target", target]
-        outcome = runner.invoke(command)
-    result = DbtCoreResult(command, target_dir, read_run_results(target_dir))
-    if not outcome.success:
-        failures = result.failures
-        detail = "; ".join(failures) if failures else str(outcome.exception or "see the dbt log")
-        raise DbtCoreError(f"dbt {command[0]} failed: {detail}", failures, result.run_results)
+            command = [*transform.command_args(), "--target", target]
+            if not invoke(runner, command, result):
+                detail = "; ".join(result.failures or ["see the dbt log"])
+                raise DbtCoreError(f"dbt {command[0]} failed: {detail}", result)
+    finally:
+        result.seconds = time.perf_counter() - started
     return result
-
-
-def read_run_results(target_dir: Path) -> dict[str, Any]:
-    """Parsed run_results.json, or {} when dbt stopped before writing it."""
-    path = target_dir / "run_results.json"
-    return json.loads(path.read_text()) if path.exists() else {}

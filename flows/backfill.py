@@ -8,9 +8,9 @@ from prefect import flow
 
 from elt.alerting import FLOW_HOOKS
 from elt.loading import LoadWindow, TableLoad
+from elt.transform_result import TransformResult
 from flows.elt import elt
 from flows.extract_load import DEFAULT_DATA_DIR
-from flows.transform import TransformResult
 
 
 def window_of_days(first_day: date, last_day: date) -> LoadWindow:

@@ -9,8 +9,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from elt.alerting import FLOW_HOOKS
 from elt.loading import TableLoad
+from elt.transform_result import TransformResult
 from flows.extract_load import DEFAULT_DATA_DIR, extract_load
-from flows.transform import TransformResult, transform
+from flows.transform import transform
 
 
 @flow(name="elt", log_prints=True, **FLOW_HOOKS)
@@ -37,7 +38,7 @@ def elt(
 
 
 def summary_markdown(loads: list[TableLoad], built: TransformResult) -> str:
-    """The run in a few lines: rows per table, models built, tests passed and failed, timings."""
+    """The run in a few lines: rows per table, models built, tests by outcome, timings."""
     rows_loaded = sum(load.inserted + load.updated for load in loads)
     lines = [
         "## ELT run",
@@ -45,6 +46,7 @@ def summary_markdown(loads: list[TableLoad], built: TransformResult) -> str:
         f"in {sum(load.seconds for load in loads):.1f} s",
         f"- Transform ({built.runner}): {built.counts.get('models', 0)} models built, "
         f"{built.counts.get('tests_passed', 0)} tests passed, "
+        f"{built.counts.get('tests_warned', 0)} warned, "
         f"{built.counts.get('tests_failed', 0)} failed",
     ]
     if built.run_url:

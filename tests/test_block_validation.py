@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from prefect_dbt.cloud import DbtCloudCredentials
 from prefect_slack import SlackWebhook
 from pydantic import ValidationError
 
@@ -34,8 +35,16 @@ def snowflake(**overrides: Any) -> SnowflakeWarehouse:
     return SnowflakeWarehouse(**{**fields, **overrides})
 
 
-def dbt_cloud(**overrides: Any) -> DbtCloudTransform:
-    fields: dict[str, Any] = {"api_key": SECRET, "account_id": 12, "job_id": 34}
+def dbt_cloud_credentials(**overrides: Any) -> DbtCloudCredentials:
+    fields: dict[str, Any] = {"api_key": SECRET, "account_id": 12}
+    return DbtCloudCredentials(**{**fields, **overrides})
+
+
+def dbt_cloud(credentials: dict[str, Any] | None = None, **overrides: Any) -> DbtCloudTransform:
+    fields: dict[str, Any] = {
+        "credentials": dbt_cloud_credentials(**(credentials or {})),
+        "job_id": 34,
+    }
     return DbtCloudTransform(**{**fields, **overrides})
 
 
@@ -76,9 +85,10 @@ def test_snowflake_warehouse_accepts_documented_account_identifiers(account: str
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"account_id": 0}, "account_id"),
+        ({"credentials": {"account_id": 0}}, "credentials.account_id 0 must be the number"),
+        ({"credentials": {"domain": "https://emea.dbt.com"}}, "without `https://`"),
+        ({"credentials": {"domain": "emea.dbt.com/api"}}, "credentials.domain"),
         ({"job_id": -1}, "job_id"),
-        ({"domain": "https://emea.dbt.com"}, "without `https://`"),
         ({"timeout_seconds": 5}, "timeout_seconds"),
         ({"poll_interval_seconds": 0}, "poll_interval_seconds"),
         ({"failed_steps_retries": 9}, "failed_steps_retries"),
@@ -91,10 +101,20 @@ def test_dbt_cloud_transform_rejects_bad_field_naming_it(
     assert expected in error_text(dbt_cloud, **fields)
 
 
-def test_dbt_cloud_transform_is_prefect_dbt_credentials_with_a_regional_domain() -> None:
-    block = dbt_cloud(domain="emea.dbt.com")
-    client = block.get_administrative_client()
+def test_dbt_cloud_transform_uses_its_prefect_dbt_credentials_with_a_regional_domain() -> None:
+    block = dbt_cloud(credentials={"domain": "emea.dbt.com"})
+    assert not isinstance(block, DbtCloudCredentials)
+    client = block.credentials.get_administrative_client()
     assert str(client._admin_client.base_url) == "https://emea.dbt.com/api/v2/accounts/12/"
+
+
+def test_dbt_cloud_transform_shows_its_credentials_as_a_block_document_picker() -> None:
+    schema = DbtCloudTransform.model_json_schema()
+    credentials = schema["properties"]["credentials"]
+    assert credentials["title"] == "dbt Cloud credentials"
+    reference = credentials.get("$ref") or credentials["allOf"][0]["$ref"]
+    nested = schema["definitions"][reference.rsplit("/", 1)[-1]]
+    assert nested["block_type_slug"] == "dbt-cloud-credentials"
 
 
 @pytest.mark.parametrize(

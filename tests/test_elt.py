@@ -8,10 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
 
-from blocks import DuckDBWarehouse
+from blocks import DbtCoreTransform, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
+from elt.dbt_core import DbtCoreError
+from elt.transform_result import NodeStatus
 from flows.elt import elt
 from flows.transform import transform
+from tests.conftest import REPO_ROOT
 from tests.support.environments import save_embedded_environment
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -70,6 +73,48 @@ def test_the_run_publishes_summary_and_dbt_results_artifacts(environment: dict[s
     assert "model.jaffle_shop.customers" in str(results)
 
 
+def test_the_dbt_core_blocks_run_returns_dbts_typed_results(environment: dict[str, Any]) -> None:
+    block = DbtCoreTransform(
+        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2
+    )
+    result = block.run(environment["warehouse"])
+    assert (result.runner, result.counts["models"], result.counts["tests_failed"]) == (
+        "dbt Core", 12, 0,
+    )  # fmt: skip
+    statuses = {node.unique_id: node.status for node in result.nodes}
+    assert statuses["model.jaffle_shop.customers"] is NodeStatus.PASSED
+    assert (
+        statuses["source.jaffle_shop.jaffle_shop.raw_orders"] is NodeStatus.PASSED
+    )  # freshness gate
+    assert [name for name, _ in result.artifact_links] == ["run_results.json", "manifest.json"]
+    assert result.seconds > 0
+
+
+def test_the_dbt_core_blocks_run_raises_naming_the_failed_test_with_its_results(
+    environment: dict[str, Any],
+) -> None:
+    block = DbtCoreTransform(
+        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2,
+        command="build --select stg_orders", freshness_gate=False,
+    )  # fmt: skip
+    warehouse = environment["warehouse"]
+    with warehouse.fresh() as own:
+        own.execute("INSERT INTO raw.raw_orders SELECT * FROM raw.raw_orders LIMIT 1")
+    try:
+        with pytest.raises(DbtCoreError) as failed:
+            block.run(warehouse)
+    finally:
+        with warehouse.fresh() as own:
+            own.execute(
+                "DELETE FROM raw.raw_orders WHERE rowid = (SELECT MAX(rowid) FROM raw.raw_orders)"
+            )
+    result = failed.value.result
+    assert "test.jaffle_shop.unique_stg_orders_order_id" in str(failed.value)
+    assert result.failures[0].startswith("test.jaffle_shop.unique_stg_orders_order_id")
+    assert result.counts["tests_failed"] >= 1
+    assert result.counts["models"] == 1
+
+
 def test_a_broken_dbt_test_fails_the_flow_alerts_once_and_lists_the_test_first(
     environment: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -82,7 +127,7 @@ def test_a_broken_dbt_test_fails_the_flow_alerts_once_and_lists_the_test_first(
     finally:
         with warehouse.fresh() as own:
             own.execute(
-                "DELETE FROM raw.raw_orders WHERE id = (SELECT MIN(id) FROM raw.raw_orders)"
+                "DELETE FROM raw.raw_orders WHERE rowid = (SELECT MAX(rowid) FROM raw.raw_orders)"
             )
     assert state.is_failed()
     assert "unique_stg_orders_order_id" in (state.message or "")

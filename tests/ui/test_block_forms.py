@@ -92,26 +92,57 @@ def test_snowflake_warehouse_with_key_pair_is_created_and_edited_in_the_ui(
     assert edited.private_key.get_secret_value() == stored.private_key.get_secret_value()
 
 
-def test_dbt_cloud_transform_is_created_and_edited_in_the_ui(page: Any, prefect_api: str) -> None:
-    name = unique("dbt-cloud")
-    url = create(page, prefect_api, "dbt-cloud-transform", name, {
-        "API key": SECRET_TOKEN, "Account ID": "4242", "Job ID": "77",
+def add_block_document(page: Any, label: str, fields: dict[str, str]) -> None:
+    """Create a nested block document through the form's `label` picker (its Add dialog)."""
+    picker_id = page.locator("label", has_text=re.compile(f"^{label}$")).get_attribute("for")
+    page.locator(f"[id='{picker_id}']").get_by_role("button", name="Add").click()
+    dialog = page.get_by_role("dialog")
+    for field_label, value in fields.items():
+        dialog.get_by_label(field_label, exact=True).fill(value)
+    dialog.get_by_role("button", name="Create").click()
+    dialog.wait_for(state="hidden")
+
+
+def create_dbt_cloud_transform(page: Any, api_url: str, name: str) -> str:
+    """Create a dbt Cloud Transform whose credentials are added in its form; return its URL."""
+    page.goto(ui_url(api_url, "/v2/blocks/catalog/dbt-cloud-transform/create"))
+    page.get_by_role("button", name="Save").wait_for()
+    fill_form(page, {"Name": name, "Job ID": "77"})
+    add_block_document(page, "dbt Cloud credentials", {
+        "Name": unique("dbt-cloud-credentials"), "API Key": SECRET_TOKEN, "Account ID": "4242",
     })  # fmt: skip
-    page.get_by_text("********").first.wait_for()
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}"))
+    return str(page.url)
+
+
+def test_dbt_cloud_transform_is_created_with_nested_credentials_in_the_ui(
+    page: Any, prefect_api: str
+) -> None:
+    name = unique("dbt-cloud")
+    create_dbt_cloud_transform(page, prefect_api, name)
     assert SECRET_TOKEN not in page.content()
     stored = load("dbt-cloud-transform", name)
-    assert (stored.account_id, stored.job_id, stored.domain) == (4242, 77, "cloud.getdbt.com")
-    assert stored.api_key.get_secret_value() == SECRET_TOKEN
+    assert (stored.credentials.account_id, stored.job_id) == (4242, 77)
+    assert stored.credentials.domain == "cloud.getdbt.com"
+    assert stored.credentials.api_key.get_secret_value() == SECRET_TOKEN
     assert stored.artifacts == ["run_results.json", "manifest.json"]
 
-    edit(
-        page,
-        url,
-        {"Access URL host (Optional)": "emea.dbt.com", "Poll interval (seconds) (Optional)": "30"},
-    )
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Prefect 3.8.8's edit form saves the nested credentials' API key as `********` "
+    "(seen here on an edit of the parent form): edit the dbt Cloud Credentials block itself",
+)
+def test_editing_a_dbt_cloud_transform_in_the_ui_keeps_its_credentials_api_key(
+    page: Any, prefect_api: str
+) -> None:
+    name = unique("dbt-cloud")
+    url = create_dbt_cloud_transform(page, prefect_api, name)
+    edit(page, url, {"Poll interval (seconds) (Optional)": "30"})
     edited = load("dbt-cloud-transform", name)
-    assert (edited.domain, edited.poll_interval_seconds) == ("emea.dbt.com", 30)
-    assert edited.api_key.get_secret_value() == SECRET_TOKEN
+    assert edited.poll_interval_seconds == 30
+    assert edited.credentials.api_key.get_secret_value() == SECRET_TOKEN
 
 
 def test_slack_alerts_are_created_and_edited_in_the_ui(page: Any, prefect_api: str) -> None:
