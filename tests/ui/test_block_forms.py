@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect_slack import SlackWebhook
 
-from blocks import SnowflakeWarehouse
+from blocks import (
+    ConsoleAlerts,
+    DbtCoreTransform,
+    DuckDBWarehouse,
+    ELTEnvironment,
+    SnowflakeWarehouse,
+)
 from blocks.environment import InvalidBlockDocumentError, load_block, register_block_types
+from tests.ui.forms import pick_document
+
+# A nested block field to pick: (field label, document name, union member type or None).
+Pick = tuple[str, str, type[Block] | None]
 
 pytestmark = pytest.mark.ui
 SECRET_TOKEN = "dbtc_ui_secret_token_value"
@@ -32,23 +46,40 @@ def fill_form(page: Any, fields: dict[str, str]) -> None:
         box.fill(value)
 
 
-def create(page: Any, api_url: str, slug: str, name: str, fields: dict[str, str]) -> str:
-    """Fill the create form of `slug` and save; return the new document's page URL."""
+def create(
+    page: Any,
+    api_url: str,
+    slug: str,
+    name: str,
+    fields: dict[str, str],
+    picks: Sequence[Pick] = (),
+) -> str:
+    """Fill the create form of `slug`, pick nested documents and save; return the page URL."""
     page.goto(ui_url(api_url, f"/v2/blocks/catalog/{slug}/create"))
     page.get_by_role("button", name="Save").wait_for()
     fill_form(page, {"Name": name, **fields})
+    for label, document, member in picks:
+        pick_document(page, label, document, member)
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}"))
     return str(page.url)
 
 
-def edit(page: Any, block_url: str, fields: dict[str, str]) -> None:
+def edit(page: Any, block_url: str, fields: dict[str, str], picks: Sequence[Pick] = ()) -> None:
+    """Change `fields` and pick `picks` in the edit form of the document at `block_url`; save.
+
+    Prefect 3.8.8's V2 edit form shows every nested block field as "Select a block..." and, on
+    save, stores the nested documents' values inline (secrets as `********`) instead of the
+    references: every nested field must be picked again (see the xfail spec below).
+    """
     # A full page load first: a twice-mounted edit form erases Optional fields (see notes).
     page.goto(block_url)
     page.get_by_role("button", name="Open menu").click()
     page.get_by_role("menuitem", name="Edit").click()
     page.get_by_role("button", name="Save").wait_for()
     fill_form(page, fields)
+    for label, document, member in picks:
+        pick_document(page, label, document, member)
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}(\?.*)?$"))
 
@@ -145,19 +176,105 @@ def test_editing_a_dbt_cloud_transform_in_the_ui_keeps_its_credentials_api_key(
     assert edited.credentials.api_key.get_secret_value() == SECRET_TOKEN
 
 
-def test_slack_alerts_are_created_and_edited_in_the_ui(page: Any, prefect_api: str) -> None:
+def saved(block: Block, prefix: str) -> str:
+    """Save `block` as a new document (as setup or a person would) and return its name."""
+    name = unique(prefix)
+    block.save(name, _sync=True)  # type: ignore[call-arg]
+    return name
+
+
+def referenced_documents(slug: str, name: str) -> dict[str, UUID]:
+    """The documents a stored document references, by field (inlined values are not)."""
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(name, slug)
+    return {
+        field: UUID(str(reference["block_document"]["id"]))
+        for field, reference in document.block_document_references.items()
+    }
+
+
+def document_ids(block: Block, fields: Sequence[str]) -> dict[str, Any]:
+    return {field: getattr(block, field)._block_document_id for field in fields}
+
+
+def test_slack_alerts_pick_a_saved_webhook_document_and_keep_it_when_edited_in_the_ui(
+    page: Any, prefect_api: str
+) -> None:
+    hook = saved(SlackWebhook(url=WEBHOOK), "hook")
+    hook_id = load("slack-incoming-webhook", hook)._block_document_id
     name = unique("slack")
-    url = create(page, prefect_api, "slack-alerts", name, {
-        "Webhook URL": WEBHOOK, "Environment label (Optional)": "prod",
-    })  # fmt: skip
+    url = create(
+        page, prefect_api, "slack-alerts", name, {"Environment label (Optional)": "prod"},
+        picks=[("Slack webhook", hook, None)],
+    )  # fmt: skip
     page.get_by_text("********").first.wait_for()
     assert "uisecretwebhook" not in page.content()
-    assert load("slack-alerts", name).url.get_secret_value() == WEBHOOK
+    stored = load("slack-alerts", name)
+    assert stored.webhook._block_document_id == hook_id
+    assert stored.webhook.url.get_secret_value() == WEBHOOK
 
-    edit(page, url, {"Mention (Optional)": "<!here>"})
+    # 3.8.8's V2 edit form drops an untouched reference: the person picks the webhook again.
+    edit(page, url, {"Mention (Optional)": "<!here>"}, picks=[("Slack webhook", hook, None)])
+    assert "uisecretwebhook" not in page.content()
     edited = load("slack-alerts", name)
     assert (edited.mention, edited.environment_label) == ("<!here>", "prod")
-    assert edited.url.get_secret_value() == WEBHOOK
+    assert edited.webhook._block_document_id == hook_id
+    assert edited.webhook.url.get_secret_value() == WEBHOOK
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Prefect 3.8.8's V2 edit form seeds nested block fields with the referenced "
+    "document's values, shows 'Select a block...', and saves them inline: the reference is "
+    "dropped and the webhook URL stored as '********'. Passing means Prefect fixed it: stop "
+    "re-picking nested documents in edit().",
+)
+def test_editing_slack_alerts_in_the_ui_keeps_the_webhook_document_it_does_not_touch(
+    page: Any, prefect_api: str
+) -> None:
+    hook = saved(SlackWebhook(url=WEBHOOK), "hook")
+    hook_id = load("slack-incoming-webhook", hook)._block_document_id
+    name = unique("slack")
+    url = create(page, prefect_api, "slack-alerts", name, {}, picks=[("Slack webhook", hook, None)])
+    edit(page, url, {"Mention (Optional)": "<!channel>"})
+    # Read the stored references first: the inlined '********' URL makes `load` raise.
+    assert referenced_documents("slack-alerts", name) == {"webhook": hook_id}
+    assert load("slack-alerts", name).webhook.url.get_secret_value() == WEBHOOK
+
+
+def test_an_environment_picks_its_documents_of_either_union_type_in_the_ui(
+    page: Any, prefect_api: str
+) -> None:
+    duck_a = saved(DuckDBWarehouse(path="data/ui-a.duckdb"), "duck-a")
+    duck_b = saved(DuckDBWarehouse(path="data/ui-b.duckdb"), "duck-b")
+    core = saved(DbtCoreTransform(threads=2), "core")
+    console = saved(ConsoleAlerts(environment_label="ui"), "console")
+    expected = {
+        "warehouse": load("duckdb-warehouse", duck_a)._block_document_id,
+        "transform": load("dbt-core-transform", core)._block_document_id,
+        # ConsoleAlerts is the union's second member: its own tab, not the default one.
+        "alerts": load("console-alerts", console)._block_document_id,
+    }
+    picks: list[Pick] = [
+        ("Warehouse", duck_a, DuckDBWarehouse),
+        ("Transform", core, DbtCoreTransform),
+        ("Alerts", console, ConsoleAlerts),
+    ]
+    name = unique("env")
+    url = create(page, prefect_api, "elt-environment", name, {}, picks=picks)
+    stored = load("elt-environment", name)
+    assert isinstance(stored, ELTEnvironment)
+    assert document_ids(stored, expected) == expected
+    assert (stored.warehouse.path, stored.transform.threads) == ("data/ui-a.duckdb", 2)
+    assert stored.alerts.environment_label == "ui"
+
+    # Another warehouse document; the untouched fields must be picked again (see edit()).
+    edit(page, url, {}, picks=[("Warehouse", duck_b, DuckDBWarehouse), *picks[1:]])
+    edited = load("elt-environment", name)
+    expected["warehouse"] = load("duckdb-warehouse", duck_b)._block_document_id
+    assert document_ids(edited, expected) == expected
+    assert edited.warehouse.path == "data/ui-b.duckdb"
 
 
 @pytest.mark.parametrize(
@@ -171,9 +288,6 @@ def test_slack_alerts_are_created_and_edited_in_the_ui(page: Any, prefect_api: s
         ("console-alerts", {"Environment label (Optional)": "staging"},
          {"Prefect UI URL (Optional)": "http://127.0.0.1:4200"},
          {"environment_label": "staging", "prefect_ui_url": "http://127.0.0.1:4200"}),
-        ("elt-environment", {"Warehouse block (Optional)": "snowflake-warehouse/prod"},
-         {"Alerts block (Optional)": "slack-alerts/prod"},
-         {"warehouse": "snowflake-warehouse/prod", "alerts": "slack-alerts/prod"}),
     ],
 )  # fmt: skip
 def test_local_blocks_are_created_and_edited_in_the_ui(
