@@ -20,7 +20,7 @@ RUN uv sync --frozen --no-dev --no-install-project --no-cache
 
 COPY blocks ./blocks
 COPY flows ./flows
-COPY elt ./elt
+COPY pipeline ./pipeline
 COPY demo ./demo
 COPY deployments ./deployments
 COPY dbt ./dbt

@@ -36,3 +36,19 @@ def check_snowflake_account(value: str) -> str:
             "such as `xy12345.us-east-2.aws`"
         )
     return value
+
+
+# What the Prefect UI shows for a secret. The V2 edit form (Prefect 3.8) saves a nested document
+# it was not asked to change as a copy of what it shows instead of a link to the document.
+MASKED_SECRET = "********"
+
+
+def check_not_a_masked_copy(secret: str, field: str, document_type: str) -> None:
+    """Refuse a secret that is the UI's mask: name the edit-form cause and both fixes."""
+    if secret == MASKED_SECRET:
+        raise ValueError(
+            f"{field} holds the Prefect UI's mask ******** instead of a link to its "
+            f"{document_type} document: the UI's edit form saves an untouched nested field "
+            f"that way. Pick the {document_type} document again in the field (or edit in the "
+            "legacy UI), or rerun setup, which links it again"
+        )

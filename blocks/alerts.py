@@ -14,6 +14,8 @@ from prefect_slack import SlackWebhook
 from pydantic import BaseModel, Field, field_validator
 from slack_sdk.webhook import WebhookClient
 
+from blocks._validation import check_not_a_masked_copy
+
 # Slack mention tokens: a user, a user group, or @here / @channel.
 MENTION_PATTERN = r"^(\s*(<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>|<!here>|<!channel>))*\s*$"
 UI_URL_PATTERN = r"^(|https?://\S+)$"
@@ -121,6 +123,9 @@ class SlackAlerts(AlertSink):
     @field_validator("webhook")
     @classmethod
     def _url_is_http(cls, value: SlackWebhook) -> SlackWebhook:
+        check_not_a_masked_copy(
+            value.url.get_secret_value(), "webhook.url", "Slack Incoming Webhook"
+        )
         if not re.match(r"^https?://\S+$", value.url.get_secret_value()):
             raise ValueError(
                 "webhook url must be the webhook URL, starting with https://hooks.slack.com/"

@@ -9,9 +9,11 @@ from prefect.blocks.core import Block
 from prefect_dbt.cloud import DbtCloudCredentials
 from pydantic import Field, field_validator
 
+from blocks._validation import check_not_a_masked_copy
+
 if TYPE_CHECKING:
     from blocks.warehouse import Warehouse
-    from elt.transform_result import TransformResult
+    from pipeline.transform_result import TransformResult
 
 DOMAIN_PATTERN = r"^[A-Za-z0-9.-]+(:\d{1,5})?$"
 ARTIFACT_PATTERN = r"^[A-Za-z0-9_./-]+\.json$"
@@ -74,6 +76,9 @@ class DbtCloudTransform(Block):
     def _credentials_name_a_host_and_an_account(
         cls, value: DbtCloudCredentials
     ) -> DbtCloudCredentials:
+        check_not_a_masked_copy(
+            value.api_key.get_secret_value(), "credentials.api_key", "dbt Cloud Credentials"
+        )
         # prefect-dbt's block accepts any text and number; the API client needs a bare host.
         if "://" in value.domain or not re.fullmatch(DOMAIN_PATTERN, value.domain):
             raise ValueError(
@@ -103,7 +108,7 @@ class DbtCloudTransform(Block):
 
         dbt Cloud reaches the warehouse with its own connection, so `warehouse` is not used.
         """
-        from elt.dbt_cloud import run_dbt_cloud_job
+        from pipeline.dbt_cloud import run_dbt_cloud_job
 
         return run_dbt_cloud_job(self)
 

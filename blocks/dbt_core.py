@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 if TYPE_CHECKING:
     from blocks.warehouse import Warehouse
-    from elt.transform_result import TransformResult
+    from pipeline.transform_result import TransformResult
 
 DBT_COMMANDS = ("build", "run", "test", "seed", "snapshot", "compile")
 TARGET_PATTERN = r"^[A-Za-z0-9_-]*$"
@@ -102,6 +102,6 @@ class DbtCoreTransform(Block):
     def run(self, warehouse: Warehouse) -> TransformResult:
         """Build the project on `warehouse`, freshness first; raise DbtCoreError if it fails."""
         # Imported here so that `import blocks` does not import dbt.
-        from elt.dbt_core import run_dbt_core
+        from pipeline.dbt_core import run_dbt_core
 
         return run_dbt_core(self, warehouse)

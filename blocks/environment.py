@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from blocks.duckdb_warehouse import DuckDBWarehouse
 from blocks.snowflake_warehouse import SnowflakeWarehouse
 
 LOCAL = "local"
+logger = logging.getLogger("prefect.elt.environment")
 DOCS_URL = "https://docs.prefect.io/v3/develop/blocks"
 
 
@@ -91,7 +93,6 @@ def load_environment(name: str) -> ELTEnvironment:
     """The environment document `name` with its documents; `local` falls back to the default."""
     try:
         environment: ELTEnvironment = ELTEnvironment.load(name, _sync=True)  # type: ignore[call-arg,assignment]
-        return environment
     except RuntimeError as exc:
         # Prefect wraps the block type's ValidationError in a RuntimeError.
         if not isinstance(exc.__cause__, ValidationError):
@@ -112,6 +113,20 @@ def load_environment(name: str) -> ELTEnvironment:
             f"{name}.yaml and run `python -m deployments.setup --environment {name}`, "
             "or pick another environment"
         ) from exc
+    for role in copied_documents(environment):
+        logger.warning(
+            "Environment %r holds a copy of its %s, not a link to a document (the Prefect UI's "
+            "edit form saves an untouched nested field that way): edits to the %s document no "
+            "longer reach it. Pick the document again in the environment, or rerun setup.",
+            name, role, role,
+        )  # fmt: skip
+    return environment
+
+
+def copied_documents(environment: ELTEnvironment) -> list[str]:
+    """The roles whose document the environment holds as a copy instead of a link."""
+    roles = ("warehouse", "transform", "alerts")
+    return [role for role in roles if getattr(environment, role)._block_document_id is None]
 
 
 def _legacy_hint(name: str) -> str:

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
-from elt.sources import Format, Source
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.sources import Format, Source
 
 ROW_GROUP_ROWS = 128_000
 OPEN_SECONDS = (7 * 3600, 22 * 3600)

@@ -6,11 +6,11 @@ from datetime import date, datetime, time
 
 from prefect import flow
 
-from elt.alerting import FLOW_HOOKS
-from elt.loading import LoadWindow, TableLoad
-from elt.transform_result import TransformResult
 from flows.elt import elt
 from flows.extract_load import DEFAULT_DATA_DIR
+from pipeline.alerting import FLOW_HOOKS
+from pipeline.loading import LoadWindow, TableLoad
+from pipeline.transform_result import TransformResult
 
 
 def window_of_days(first_day: date, last_day: date) -> LoadWindow:

@@ -7,19 +7,21 @@ from datetime import datetime
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
-from prefect.states import State
 
 from blocks import Warehouse, load_environment
-from elt import datasets
-from elt.alerting import FLOW_HOOKS, alert_on_task_failure
-from elt.loading import LoadWindow, TableLoad, describe_failure, load_source
-from elt.sources import Source
+from pipeline import datasets
+from pipeline.alerting import FLOW_HOOKS, alert_on_task_failure
+from pipeline.loading import (
+    LoadWindow,
+    TableLoad,
+    load_source,
+    raise_if_any_failed,
+    table_result,
+)
+from pipeline.sources import Source
+from pipeline.summaries import loads_markdown
 
 DEFAULT_DATA_DIR = "data/jaffle"
-
-
-class ExtractLoadError(RuntimeError):
-    """One or more tables failed to load; the others were loaded."""
 
 
 @task(
@@ -77,44 +79,11 @@ def extract_load(
     results = [table_result(source, state) for source, state in zip(sources, states, strict=True)]
     create_markdown_artifact(
         key="extract-load-summary",
-        markdown=summary_markdown(results),
+        markdown=loads_markdown(results),
         description="Rows and watermarks per table",
     )
-    failed = [result for result in results if result.error]
-    if failed:
-        raise ExtractLoadError(
-            f"{len(failed)} of {len(results)} tables failed to load (the others were loaded; "
-            "failed tables are unchanged): " + " | ".join(result.error for result in failed)
-        )
+    raise_if_any_failed(results)
     return results
-
-
-def table_result(source: Source, state: State) -> TableLoad:
-    """The task's TableLoad, or a failed one carrying the reason."""
-    if state.is_completed():
-        return state.result()
-    exc = state.result(raise_on_failure=False)
-    reason = describe_failure(source, exc) if isinstance(exc, BaseException) else str(exc)
-    return TableLoad(
-        source.name, "full refresh" if source.cursor is None else "incremental", error=reason
-    )
-
-
-def summary_markdown(results: list[TableLoad]) -> str:
-    """A Markdown table of what each table's load did."""
-    lines = [
-        "| table | mode | rows read | inserted | updated | watermark before | watermark after "
-        "| seconds | status |",
-        "|---|---|--:|--:|--:|---|---|--:|---|",
-    ]
-    for r in results:
-        status = f"failed: {r.error}" if r.error else "ok"
-        lines.append(
-            f"| {r.table} | {r.mode} | {r.rows_read:,} | {r.inserted:,} | {r.updated:,} "
-            f"| {r.watermark_before or '-'} | {r.watermark_after or '-'} | {r.seconds:.2f} "
-            f"| {status.replace('|', '/')} |"
-        )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import flow
 
 from blocks import load_environment
-from elt.alerting import FLOW_HOOKS
-from elt.dbt_results import publish_transform_result
-from elt.transform_result import TransformError, TransformResult
+from pipeline.alerting import FLOW_HOOKS
+from pipeline.dbt_results import publish_transform_result
+from pipeline.transform_result import TransformError, TransformResult
 
 
 @flow(name="transform", log_prints=True, **FLOW_HOOKS)

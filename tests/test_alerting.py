@@ -19,8 +19,8 @@ from werkzeug import Request, Response
 import blocks.alerts
 from blocks import ConsoleAlerts, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
-from elt.alerting import FLOW_HOOKS, alert_on_task_failure
 from flows.extract_load import extract_load
+from pipeline.alerting import FLOW_HOOKS, alert_on_task_failure
 from tests.support.environments import save_environment, slack_alerts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

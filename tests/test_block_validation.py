@@ -217,3 +217,22 @@ def test_saved_secrets_are_obfuscated_in_the_api_response(private_key_pem: str) 
     assert "PRIVATE KEY" not in str(document.data)
     loaded = SnowflakeWarehouse.load("masked-check")
     assert loaded.private_key.get_secret_value() == private_key_pem  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("build", "fields"),
+    [
+        (SlackAlerts, {"webhook": SlackWebhook(url="********")}),
+        (
+            DbtCloudTransform,
+            {"credentials": dbt_cloud_credentials(api_key="********"), "job_id": 3},
+        ),
+    ],
+    ids=["slack-webhook", "dbt-cloud-credentials"],
+)
+def test_a_secret_the_ui_form_saved_as_its_mask_is_refused_naming_the_cause_and_fix(
+    build: Any, fields: dict[str, Any]
+) -> None:
+    message = error_text(build, **fields)
+    assert "mask ********" in message
+    assert "Pick the" in message and "rerun setup" in message

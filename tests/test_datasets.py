@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from demo.data import generate_jaffle_shop
-from elt.datasets import DATASETS, Dataset, dataset
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
-from elt.loading import LOADED_AT
-from elt.sources import Source
+from pipeline.datasets import DATASETS, Dataset, dataset
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.loading import LOADED_AT
+from pipeline.sources import Source
 from tests.conftest import REPO_ROOT
 from tests.support.raw_tables import column_definitions, sql_type
 
@@ -31,7 +31,7 @@ def test_a_dataset_is_found_by_name() -> None:
 def test_an_unknown_dataset_names_the_known_ones_and_how_to_add_one() -> None:
     with pytest.raises(ValueError, match=r"unknown dataset 'shop'; known datasets: jaffle_shop"):
         dataset("shop")
-    with pytest.raises(ValueError, match=r"elt/datasets/.*DATASETS"):
+    with pytest.raises(ValueError, match=r"pipeline/datasets/.*DATASETS"):
         dataset("shop")
 
 
@@ -117,7 +117,9 @@ def test_conventions_documents_the_raw_tables_as_declared() -> None:
         for table in sorted(set(declared) | set(documented))
         if documented.get(table) != declared.get(table)
     ]
-    fix = "update CONVENTIONS.md's raw tables or the declaration in elt/datasets/jaffle_shop.py"
+    fix = (
+        "update CONVENTIONS.md's raw tables or the declaration in pipeline/datasets/jaffle_shop.py"
+    )
     assert not differences, f"{fix}:\n" + "\n".join(differences)
 
 

@@ -13,11 +13,11 @@ from prefect.client.orchestration import get_client
 from prefect_dbt.cloud import DbtCloudCredentials
 from pytest_httpserver import HTTPServer
 
-import elt.dbt_cloud
+import pipeline.dbt_cloud
 from blocks import DbtCloudTransform, DuckDBWarehouse
-from elt.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
-from elt.transform_result import NodeStatus, TransformResult
 from flows.transform import transform
+from pipeline.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
+from pipeline.transform_result import NodeStatus, TransformResult
 from tests.support.dbt_cloud import ACCOUNT, JOB, PROJECT, FakeDbtCloud
 from tests.support.environments import save_environment
 
@@ -34,7 +34,7 @@ RESULTS = {
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(elt.dbt_cloud, "BACKOFF_SECONDS", 0.05)
+    monkeypatch.setattr(pipeline.dbt_cloud, "BACKOFF_SECONDS", 0.05)
 
 
 @pytest.fixture
@@ -181,9 +181,9 @@ def test_transient_answers_are_retried_with_backoff(
     dbt_cloud.hiccups = [hiccup, hiccup]
     if hiccup == 404:  # a 404 is retried only after the trigger, when polling
         dbt_cloud.hiccups = []
-        run_id = elt.dbt_cloud.trigger_or_resume(block, force_new_run=True)
+        run_id = pipeline.dbt_cloud.trigger_or_resume(block, force_new_run=True)
         dbt_cloud.hiccups = [404, 404]
-        assert elt.dbt_cloud.wait_for_run(block, run_id)["status"] == 10
+        assert pipeline.dbt_cloud.wait_for_run(block, run_id)["status"] == 10
     else:
         assert cloud_flow(block).run_url.endswith(f"/runs/{dbt_cloud.next_run_id}")
     assert dbt_cloud.count("GET /api") + dbt_cloud.count("POST /api") >= 3
@@ -210,7 +210,7 @@ def test_a_retried_flow_resumes_the_run_it_triggered(
 
     @flow(retries=1)
     def crashes_once_after_trigger(block: DbtCloudTransform) -> str:
-        elt.dbt_cloud.trigger_or_resume(block)
+        pipeline.dbt_cloud.trigger_or_resume(block)
         attempts.append(1)
         if len(attempts) == 1:
             raise RuntimeError("pod evicted while waiting for dbt Cloud")

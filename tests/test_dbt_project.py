@@ -29,7 +29,7 @@ from dbt.config.renderer import ProfileRenderer
 from dbt.flags import set_from_args
 from dbt_common.context import set_invocation_context
 
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
 from tests.conftest import REPO_ROOT
 from tests.support.raw_tables import column_ddl
 

@@ -169,7 +169,7 @@ def test_deploy_builds_the_dockerfile_once_from_a_clean_context_and_pushes_the_c
         "flows/elt.py",
         "blocks/warehouse.py",
         "dbt/dbt_project.yml",
-        "elt/loading.py",
+        "pipeline/loading.py",
         "demo/data.py",
         "deployments/setup.py",
         "deployments/environments/prod.yaml",

@@ -10,10 +10,10 @@ from prefect.client.orchestration import get_client
 
 from blocks import DbtCoreTransform, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
-from elt.dbt_core import DbtCoreError
-from elt.transform_result import NodeStatus
 from flows.elt import elt
 from flows.transform import transform
+from pipeline.dbt_core import DbtCoreError
+from pipeline.transform_result import NodeStatus
 from tests.conftest import REPO_ROOT
 from tests.support.environments import save_embedded_environment
 

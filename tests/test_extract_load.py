@@ -17,13 +17,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from snowflake.connector import pandas_tools
 
-import elt.loading
+import pipeline.loading
 from blocks import Warehouse
 from demo.data import generate_jaffle_shop
-from elt.datasets import DATASETS, Dataset
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
-from elt.loading import KeyCheck, LoadError, Staged, watermark_after
-from flows.extract_load import ExtractLoadError, extract_load
+from flows.extract_load import extract_load
+from pipeline.datasets import DATASETS, Dataset
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.loading import ExtractLoadError, KeyCheck, LoadError, Staged, watermark_after
 from tests.support.environments import save_environment
 from tests.support.warehouses import ConnectionLog
 
@@ -193,21 +193,21 @@ def test_failure_between_staging_and_publish_leaves_the_target_unchanged(
 ) -> None:
     block = loaded_then_grown
     before = counts(block)
-    real_publish = elt.loading.publish
+    real_publish = pipeline.loading.publish
 
     def interrupted(warehouse: Warehouse, source: Any, *args: Any) -> Any:
         if source.name == "raw_orders":
             raise RuntimeError("connection lost before publish")
         return real_publish(warehouse, source, *args)
 
-    monkeypatch.setattr(elt.loading, "publish", interrupted)
+    monkeypatch.setattr(pipeline.loading, "publish", interrupted)
     with pytest.raises(ExtractLoadError, match=rf"1 of {len(TABLES)} tables failed.*raw_orders"):
         run(environment, data_dir)
     after = counts(block)
     assert after["raw_orders"] == before["raw_orders"]
     assert after["raw_items"] > before["raw_items"]  # the other tables still loaded
     assert staging_tables_another_connection_sees(block) == []
-    monkeypatch.setattr(elt.loading, "publish", real_publish)
+    monkeypatch.setattr(pipeline.loading, "publish", real_publish)
     run(environment, data_dir)
     assert counts(block) == expected_counts(data_dir)
 
@@ -220,14 +220,14 @@ def test_incremental_rows_stage_in_a_table_no_other_connection_sees(
 ) -> None:
     block = loaded_then_grown
     seen: dict[str, tuple[int, list[Any]]] = {}
-    real_merge_into = elt.loading.merge_into
+    real_merge_into = pipeline.loading.merge_into
 
     def observed(warehouse: Warehouse, source: Any, staging_table: str, staged: Staged) -> Any:
         staged_rows = warehouse.query(f"SELECT COUNT(*) FROM {staging_table}")[0][0]
         seen[source.name] = (staged_rows, staging_tables_another_connection_sees(block))
         return real_merge_into(warehouse, source, staging_table, staged)
 
-    monkeypatch.setattr(elt.loading, "merge_into", observed)
+    monkeypatch.setattr(pipeline.loading, "merge_into", observed)
     with mock.patch.object(
         pandas_tools, "write_pandas", wraps=pandas_tools.write_pandas
     ) as write_pandas:

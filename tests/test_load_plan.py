@@ -13,8 +13,8 @@ import pytest
 
 from blocks import DuckDBWarehouse
 from demo.data import generate_jaffle_shop
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
-from elt.loading import LoadFacts, LoadPlan, LoadWindow, load_source, plan_load
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.loading import LoadFacts, LoadPlan, LoadWindow, load_source, plan_load
 
 ORDERS = JAFFLE_SHOP.source("raw_orders")  # an event table: cursor ordered_at
 CUSTOMERS = JAFFLE_SHOP.source("raw_customers")  # change-tracked: cursor updated_at

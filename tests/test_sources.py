@@ -14,10 +14,10 @@ import pytest
 
 from blocks import DuckDBWarehouse
 from demo.data import generate_jaffle_shop
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
-from elt.loading import TableLoad, load_source
-from elt.sources import Source, SourceError, read_batches, resolve_files
 from flows.extract_load import extract_load
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.loading import TableLoad, load_source
+from pipeline.sources import Source, SourceError, read_batches, resolve_files
 from tests.support.environments import save_embedded_environment
 from tests.support.object_stores import s3_api, serving_directory, upload_directory
 

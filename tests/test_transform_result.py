@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from elt.dbt_cloud import DbtCloudError
-from elt.dbt_core import node_result
-from elt.dbt_results import node_rows
-from elt.transform_result import (
+from pipeline.dbt_cloud import DbtCloudError
+from pipeline.dbt_core import node_result
+from pipeline.dbt_results import node_rows
+from pipeline.transform_result import (
     NodeResult,
     NodeStatus,
     TransformResult,

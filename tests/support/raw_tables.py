@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from elt.sources import Source
+from pipeline.sources import Source
 
 
 def sql_type(arrow_type: pa.DataType) -> str:

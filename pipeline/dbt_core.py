@@ -14,7 +14,7 @@ from prefect_dbt.core.runner import PrefectDbtRunner
 from prefect_dbt.core.settings import PrefectDbtSettings
 
 from blocks import DbtCoreTransform, Warehouse
-from elt.transform_result import NodeResult, TransformError, TransformResult
+from pipeline.transform_result import NodeResult, TransformError, TransformResult
 
 RUNNER = "dbt Core"
 LINKED_ARTIFACTS = ("run_results.json", "manifest.json")

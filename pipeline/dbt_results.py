@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from elt.transform_result import TransformResult
+from pipeline.transform_result import TransformResult
 
 
 def node_rows(result: TransformResult) -> list[dict[str, Any]]:

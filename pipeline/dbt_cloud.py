@@ -16,8 +16,8 @@ from prefect_dbt.cloud.models import TriggerJobRunOptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from blocks import DbtCloudTransform
-from elt.alerting import alert_on_task_failure
-from elt.transform_result import TransformError, TransformResult, nodes_from_run_results
+from pipeline.alerting import alert_on_task_failure
+from pipeline.transform_result import TransformError, TransformResult, nodes_from_run_results
 
 RUNNER = "dbt Cloud"
 SUCCESS, ERROR, CANCELLED = 10, 20, 30

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from elt.sources import REMOTE_SCHEMES, Format, Source
+from pipeline.sources import REMOTE_SCHEMES, Format, Source
 
 
 @dataclass(frozen=True)

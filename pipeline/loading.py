@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from prefect.states import State
 
 from blocks.warehouse import Warehouse
-from elt.sources import Source, SourceError, fingerprint, read_batches, resolve_files
+from pipeline.sources import Source, SourceError, fingerprint, read_batches, resolve_files
 
 LOADED_AT = "_loaded_at"
 SOURCE_STATE = "_elt_source_state"
@@ -441,3 +442,28 @@ def describe_failure(source: Source, exc: BaseException) -> str:
     if isinstance(exc, LoadError | SourceError):
         return str(exc)
     return f"{source.name}: {type(exc).__name__}: {exc}"
+
+
+class ExtractLoadError(RuntimeError):
+    """One or more tables failed to load; the others were loaded."""
+
+
+def table_result(source: Source, state: State) -> TableLoad:
+    """The task's TableLoad, or a failed one carrying the reason."""
+    if state.is_completed():
+        return state.result()
+    exc = state.result(raise_on_failure=False)
+    reason = describe_failure(source, exc) if isinstance(exc, BaseException) else str(exc)
+    return TableLoad(
+        source.name, "full refresh" if source.cursor is None else "incremental", error=reason
+    )
+
+
+def raise_if_any_failed(results: list[TableLoad]) -> None:
+    """Fail the run naming every table that failed; the others are loaded."""
+    failed = [result for result in results if result.error]
+    if failed:
+        raise ExtractLoadError(
+            f"{len(failed)} of {len(results)} tables failed to load (the others were loaded; "
+            "failed tables are unchanged): " + " | ".join(result.error for result in failed)
+        )

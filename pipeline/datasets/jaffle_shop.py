@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from elt.datasets.base import Dataset
-from elt.sources import Source
+from pipeline.datasets.base import Dataset
+from pipeline.sources import Source
 
 TIMESTAMP = pa.timestamp("us")
 

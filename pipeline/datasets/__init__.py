@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from elt.datasets.base import Dataset, in_format, under_root
-from elt.datasets.jaffle_shop import JAFFLE_SHOP
+from pipeline.datasets.base import Dataset, in_format, under_root
+from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
 
 __all__ = ["DATASETS", "Dataset", "dataset", "in_format", "under_root"]
 
@@ -18,5 +18,5 @@ def dataset(name: str) -> Dataset:
         raise ValueError(
             f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}. "
             "To add one, declare `Dataset(name, (Source(...), ...))` in a module of "
-            "elt/datasets/ and list it in DATASETS in elt/datasets/__init__.py"
+            "pipeline/datasets/ and list it in DATASETS in pipeline/datasets/__init__.py"
         ) from None

@@ -35,7 +35,7 @@ class SourceError(ValueError):
 @dataclass(frozen=True)
 class Source:
     """One source table: `name` is the raw table it loads into; in a dataset's declaration,
-    `location` is relative to the dataset's root (see elt/datasets/)."""
+    `location` is relative to the dataset's root (see pipeline/datasets/)."""
 
     name: str
     location: str
@@ -251,7 +251,7 @@ def check_columns(source: Source, file: str, found: pa.Schema) -> None:
             file,
             f"columns differ from the declared schema: new {added or 'none'}, "
             f"missing {dropped or 'none'}; update the source's declaration (its dataset in "
-            "elt/datasets/)",
+            "pipeline/datasets/)",
         )
     for declared in source.schema:
         actual = found.field(declared.name).type

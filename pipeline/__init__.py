@@ -1,0 +1,1 @@
+"""The library the flows are made of: datasets and sources, loading, dbt runners, alerts."""
