@@ -97,6 +97,8 @@ def plan_document(
             continue
         if value is not UNSET:
             desired[key] = value
+        elif stored is None and key in fallback:
+            desired[key] = fallback[key]
     for key, variable in declaration.secrets.items():
         secret_fields.add(key)
         secret = resolve_secret(variable, environ)

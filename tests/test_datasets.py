@@ -1,9 +1,8 @@
 """Datasets are declared once: the registry finds them by name, their sources land under any
-root, and the demo data, CONVENTIONS.md and the dbt sources all agree with the declaration."""
+root, and the demo data and the dbt sources agree with the declaration."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +17,7 @@ from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
 from pipeline.loading import LOADED_AT
 from pipeline.sources import Source
 from tests.conftest import REPO_ROOT
-from tests.support.raw_tables import column_definitions, sql_type
+from tests.support.raw_tables import sql_type
 
 ORDERS = JAFFLE_SHOP.source("raw_orders")
 DBT_SOURCES = REPO_ROOT / "dbt" / "models" / "staging" / "__sources.yml"
@@ -88,39 +87,6 @@ def test_the_demo_writes_every_declared_table_where_and_as_the_declaration_reads
             convert = pacsv.ConvertOptions(column_types=source.schema)
             written = pacsv.read_csv(path, convert_options=convert).schema
         assert written.equals(source.schema), source.name
-
-
-def conventions_raw_tables() -> dict[str, tuple[list[str], tuple[str, ...], str | None]]:
-    """CONVENTIONS.md's raw-table table: columns (notes in parentheses dropped), key, cursor."""
-    text = (REPO_ROOT / "CONVENTIONS.md").read_text()
-    section = text.split("## Raw tables", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")][2:]
-    documented = {}
-    for row in rows:
-        table, columns, key, cursor = (cell.strip() for cell in row.strip("|").split("|"))
-        columns = re.sub(r"\s*\([^)]*\)", "", columns)
-        documented[table] = (
-            [column.strip() for column in columns.split(",")],
-            tuple(column.strip() for column in key.split(",")),
-            None if cursor == "-" else cursor,
-        )
-    return documented
-
-
-def test_conventions_documents_the_raw_tables_as_declared() -> None:
-    declared = {
-        s.name: (column_definitions(s), s.primary_key, s.cursor) for s in JAFFLE_SHOP.declared
-    }
-    documented = conventions_raw_tables()
-    differences = [
-        f"{table}: CONVENTIONS.md says {documented.get(table)}, declared {declared.get(table)}"
-        for table in sorted(set(declared) | set(documented))
-        if documented.get(table) != declared.get(table)
-    ]
-    fix = (
-        "update CONVENTIONS.md's raw tables or the declaration in pipeline/datasets/jaffle_shop.py"
-    )
-    assert not differences, f"{fix}:\n" + "\n".join(differences)
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

@@ -405,3 +405,11 @@ def test_environment_names_are_the_files() -> None:
     assert environment_names() == sorted(
         path.stem for path in (REPO_ROOT / "deployments/environments").glob("*.yaml")
     )
+
+
+def test_migrated_dbt_cloud_credentials_keep_the_older_documents_domain_key_and_account() -> None:
+    credentials = load_environment_declaration("prod").blocks["transform"].nested["credentials"]
+    legacy = {"api_key": "dbtc_old", "account_id": 12, "domain": "emea.dbt.com", "job_id": 71}
+    plan = plan_document(credentials, "prod", None, {}, fallback=legacy)
+    assert plan.missing == ()
+    assert dict(plan.values) == {"api_key": "dbtc_old", "account_id": 12, "domain": "emea.dbt.com"}
