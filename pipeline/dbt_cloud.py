@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from prefect import runtime, task
@@ -15,9 +15,12 @@ from prefect_dbt.cloud.clients import DbtCloudAdministrativeClient
 from prefect_dbt.cloud.models import TriggerJobRunOptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from blocks import DbtCloudTransform
 from pipeline.alerting import alert_on_task_failure
 from pipeline.transform_result import TransformError, TransformResult, nodes_from_run_results
+
+if TYPE_CHECKING:
+    # Types only: the blocks import this machinery when they run, not the other way round.
+    from blocks import DbtCloudTransform
 
 RUNNER = "dbt Cloud"
 SUCCESS, ERROR, CANCELLED = 10, 20, 30

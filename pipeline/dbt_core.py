@@ -7,14 +7,17 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dbt.cli.main import dbtRunnerResult
 from prefect_dbt.core.runner import PrefectDbtRunner
 from prefect_dbt.core.settings import PrefectDbtSettings
 
-from blocks import DbtCoreTransform, Warehouse
 from pipeline.transform_result import NodeResult, TransformError, TransformResult
+
+if TYPE_CHECKING:
+    # Types only: the blocks import this machinery when they run, not the other way round.
+    from blocks import DbtCoreTransform, Warehouse
 
 RUNNER = "dbt Core"
 LINKED_ARTIFACTS = ("run_results.json", "manifest.json")
