@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import BlockDocument
 from prefect.exceptions import ObjectNotFound
 from pydantic import Field, ValidationError
 
@@ -47,6 +48,18 @@ class ELTEnvironment(Block):
         title="Alerts",
         description="Where failure alerts go: Slack Alerts, or Console Alerts (the run's log).",
     )
+
+    @classmethod
+    def _from_block_document(cls, block_document: BlockDocument) -> Self:
+        # The server hydrates a referenced document's values without its type, and a union
+        # would take the first type they fit (a Snowflake document fits DuckDB's defaults):
+        # name each referenced document's type so the union picks exactly that one.
+        data = dict(block_document.data or {})
+        for key, reference in (block_document.block_document_references or {}).items():
+            if isinstance(data.get(key), dict):
+                slug = reference["block_document"]["block_type"]["slug"]
+                data[key] = {**data[key], "block_type_slug": slug}
+        return super()._from_block_document(block_document.model_copy(update={"data": data}))
 
 
 def embedded_default() -> ELTEnvironment:

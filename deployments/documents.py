@@ -14,12 +14,13 @@ from uuid import UUID
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import BlockDocumentUpdate
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.dispatch import lookup_type
 from pydantic import SecretBytes, SecretStr, ValidationError
 
 import blocks  # noqa: F401  (registers the block types that lookup_type finds by slug)
-from blocks.environment import ELTEnvironment, describe_validation_error
+from blocks.environment import ELTEnvironment, describe_validation_error, document_id
 from deployments.declarations import (
     UNSET,
     BlockDeclaration,
@@ -263,4 +264,17 @@ def _apply(
             "fix the value in deployments/environments/ or the variable it is read from"
         ) from exc
     block.save(name, overwrite=True, _sync=True)  # type: ignore[call-arg]
+    if stored is not None and set(stored.values) - fields:
+        _drop_legacy_fields(block, name)
     return block
+
+
+def _drop_legacy_fields(block: Block, name: str) -> None:
+    """Store exactly the block's fields: an update merges with what is stored, which would keep
+    an older version's fields (such as the Slack URL the webhook document now holds)."""
+    document = block._to_block_document(name=name, include_secrets=True)
+    update = BlockDocumentUpdate(
+        block_schema_id=document.block_schema_id, data=document.data, merge_existing_data=False
+    )
+    with get_client(sync_client=True) as client:
+        client.update_block_document(block_document_id=document_id(block), block_document=update)
