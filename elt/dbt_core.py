@@ -73,12 +73,21 @@ def dbt_target(transform: DbtCoreTransform, warehouse: Warehouse) -> str:
     return transform.target or warehouse.dbt_target
 
 
+def default_target_dir(project_dir: Path) -> Path:
+    """dbt's target path: DBT_TARGET_PATH (relative to the project, as dbt reads it) or target/."""
+    # A read-only image (the Kubernetes Job) points this at a writable volume.
+    return project_dir / (os.environ.get("DBT_TARGET_PATH") or "target")
+
+
 def run_dbt_core(
     transform: DbtCoreTransform, warehouse: Warehouse, target_dir: Path | None = None
 ) -> DbtCoreResult:
-    """Optionally gate on source freshness, then run the block's command; raise on failures."""
+    """Optionally gate on source freshness, then run the block's command; raise on failures.
+
+    Artifacts go to `target_dir`, else DBT_TARGET_PATH; dbt itself reads DBT_LOG_PATH for logs/.
+    """
     project_dir = Path(transform.project_dir).resolve()
-    target_dir = (target_dir or project_dir / "target").resolve()
+    target_dir = (target_dir or default_target_dir(project_dir)).resolve()
     target = dbt_target(transform, warehouse)
     settings = PrefectDbtSettings(
         project_dir=project_dir,
