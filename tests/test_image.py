@@ -66,6 +66,7 @@ REBUILT_IMAGE = "localhost/prefect-elt:test-rebuilt"
 WORKDIR = "/opt/prefect/elt"
 # The deployment whose Job the test runs: the main job as prod schedules it.
 JOB = "prod-daily"
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 DEPENDENCY_LAYER = "--no-install-project"
 SENTINEL = f"elt-image-sentinel-{uuid.uuid4().hex}"
 # Stands for the Prefect Cloud key in the Kubernetes Secret the Job template reads.
@@ -208,7 +209,8 @@ def test_the_elt_job_runs_in_the_image_as_its_kubernetes_job_writing_only_its_vo
     flow_run_id, manifest = asyncio.run(
         submitted_job_manifest(create_image_deployment(built_image.tag, environment))
     )
-    kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(manifest, version, strict=True)
     job = job_container(manifest)
     assert job.read_only_root, "the Job template must set readOnlyRootFilesystem"
     assert "PREFECT_API_KEY" in job.secret_refs, "the API key comes from a Secret"
