@@ -7,6 +7,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 PORT ?= 4200
+IMAGE ?= prefect-elt:local
 ENVIRONMENT ?= local
 
 export UV_PYTHON := $(PYTHON)
@@ -17,7 +18,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 LOCAL_API := PREFECT_API_URL=http://127.0.0.1:$(PORT)/api PREFECT_UI_URL=http://127.0.0.1:$(PORT)
 
-.PHONY: help install browser test test-fast lint demo setup server stop bench deploy-local worker prefect.yaml
+.PHONY: help install browser test test-fast lint demo setup server stop bench deploy-local worker prefect.yaml image
 
 help: ## List the targets
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,6 +41,13 @@ test: install browser ## Run the test suite (installs first)
 
 test-fast: install ## Run the tests that need no Prefect server (under a minute)
 	$(UV) run pytest -m "not server"
+
+image: ## Build the image (IMAGE, default prefect-elt:local) with buildah as root, no Docker engine
+	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  echo "make image needs buildah and mmdebstrap: apt-get install -y buildah mmdebstrap (as root)"; exit 1; }
+	deployments/image/stand_in_base.sh
+	buildah --storage-driver vfs bud --isolation chroot --layers --pull-never -t $(IMAGE) .
+	@buildah --storage-driver vfs images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
 
 prefect.yaml: install ## Render prefect.yaml from deployments/environments/ and deployments/jobs.yaml
 	$(UV) run python -m deployments.prefect_yaml

@@ -88,13 +88,20 @@ def invoke(runner: PrefectDbtRunner, command: list[str], result: TransformResult
     return bool(invocation.success)
 
 
+def default_target_dir(project_dir: Path) -> Path:
+    """dbt's target path: DBT_TARGET_PATH (relative to the project, as dbt reads it) or target/."""
+    # A read-only image (the Kubernetes Job) points this at a writable volume.
+    return project_dir / (os.environ.get("DBT_TARGET_PATH") or "target")
+
+
 def run_dbt_core(
     transform: DbtCoreTransform, warehouse: Warehouse, target_dir: Path | None = None
 ) -> TransformResult:
     """Optionally gate on source freshness, then run the block's command; raise on failures."""
     started = time.perf_counter()
     project_dir = Path(transform.project_dir).resolve()
-    target_dir = (target_dir or project_dir / "target").resolve()
+    # Artifacts go to `target_dir`, else DBT_TARGET_PATH; dbt itself reads DBT_LOG_PATH.
+    target_dir = (target_dir or default_target_dir(project_dir)).resolve()
     target = dbt_target(transform, warehouse)
     settings = PrefectDbtSettings(
         project_dir=project_dir,
