@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect_dbt.cloud import DbtCloudCredentials
 from prefect_slack import SlackWebhook
 
 from blocks import (
@@ -123,28 +124,20 @@ def test_snowflake_warehouse_with_key_pair_is_created_and_edited_in_the_ui(
     assert edited.private_key.get_secret_value() == stored.private_key.get_secret_value()
 
 
-def add_block_document(page: Any, label: str, fields: dict[str, str]) -> None:
-    """Create a nested block document through the form's `label` picker (its Add dialog)."""
-    picker_id = page.locator("label", has_text=re.compile(f"^{label}$")).get_attribute("for")
-    page.locator(f"[id='{picker_id}']").get_by_role("button", name="Add").click()
-    dialog = page.get_by_role("dialog")
-    for field_label, value in fields.items():
-        dialog.get_by_label(field_label, exact=True).fill(value)
-    dialog.get_by_role("button", name="Create").click()
-    dialog.wait_for(state="hidden")
+def saved(block: Block, prefix: str) -> str:
+    """Save `block` as a new document (as setup or a person would) and return its name."""
+    name = unique(prefix)
+    block.save(name, _sync=True)  # type: ignore[call-arg]
+    return name
 
 
 def create_dbt_cloud_transform(page: Any, api_url: str, name: str) -> str:
-    """Create a dbt Cloud Transform whose credentials are added in its form; return its URL."""
-    page.goto(ui_url(api_url, "/v2/blocks/catalog/dbt-cloud-transform/create"))
-    page.get_by_role("button", name="Save").wait_for()
-    fill_form(page, {"Name": name, "Job ID": "77"})
-    add_block_document(page, "dbt Cloud credentials", {
-        "Name": unique("dbt-cloud-credentials"), "API Key": SECRET_TOKEN, "Account ID": "4242",
-    })  # fmt: skip
-    page.get_by_role("button", name="Save").click()
-    page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}"))
-    return str(page.url)
+    """Create a dbt Cloud Transform that picks saved credentials in its form; return its URL."""
+    credentials = saved(DbtCloudCredentials(api_key=SECRET_TOKEN, account_id=4242), "dbt-creds")
+    return create(
+        page, api_url, "dbt-cloud-transform", name, {"Job ID": "77"},
+        picks=[("dbt Cloud credentials", credentials, None)],
+    )  # fmt: skip
 
 
 def test_dbt_cloud_transform_is_created_with_nested_credentials_in_the_ui(
@@ -174,13 +167,6 @@ def test_editing_a_dbt_cloud_transform_in_the_ui_keeps_its_credentials_api_key(
     edited = load("dbt-cloud-transform", name)
     assert edited.poll_interval_seconds == 30
     assert edited.credentials.api_key.get_secret_value() == SECRET_TOKEN
-
-
-def saved(block: Block, prefix: str) -> str:
-    """Save `block` as a new document (as setup or a person would) and return its name."""
-    name = unique(prefix)
-    block.save(name, _sync=True)  # type: ignore[call-arg]
-    return name
 
 
 def referenced_documents(slug: str, name: str) -> dict[str, UUID]:
