@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Self
 from uuid import UUID
 
@@ -87,35 +89,44 @@ def _is_union_member(part: Any) -> bool:
     return isinstance(part, str) and part[:1].isupper()
 
 
-def load_block(reference: str) -> Block:
-    """Load `block-type/name`, turning invalid stored values into a message naming the fix."""
+@contextmanager
+def invalid_values_explained(document: str, fix: Callable[[], str]) -> Iterator[None]:
+    """Turn Prefect's wrapped ValidationError on load into one naming document, fields and fix
+    (`fix` is asked only then)."""
     try:
-        block: Block = Block.load(reference, _sync=True)  # type: ignore[call-arg,assignment]
-    except RuntimeError as exc:
-        if not isinstance(exc.__cause__, ValidationError):
-            raise
-        raise InvalidBlockDocumentError(
-            f"Block document {reference!r} has invalid values: "
-            f"{describe_validation_error(exc.__cause__)}. "
-            "Fix them in the Prefect UI (Blocks) or rerun setup."
-        ) from exc
-    return block
-
-
-def load_environment(name: str) -> ELTEnvironment:
-    """The environment document `name` with its documents; `local` falls back to the default."""
-    try:
-        environment: ELTEnvironment = ELTEnvironment.load(name, _sync=True)  # type: ignore[call-arg,assignment]
+        yield
     except RuntimeError as exc:
         # Prefect wraps the block type's ValidationError in a RuntimeError.
         if not isinstance(exc.__cause__, ValidationError):
             raise
         raise InvalidBlockDocumentError(
-            f"Environment {name!r} (or a document it uses) has invalid values: "
-            f"{describe_validation_error(exc.__cause__)}. {_legacy_hint(name)}"
-            "Fix them in the Prefect UI (Blocks) or rerun "
-            f"`python -m deployments.setup --environment {name}`."
+            f"{document} has invalid values: {describe_validation_error(exc.__cause__)}. {fix()}"
         ) from exc
+
+
+def load_block(reference: str) -> Block:
+    """Load `block-type/name`, turning invalid stored values into a message naming the fix."""
+
+    def fix() -> str:
+        return "Fix them in the Prefect UI (Blocks) or rerun setup."
+
+    with invalid_values_explained(f"Block document {reference!r}", fix):
+        block: Block = Block.load(reference, _sync=True)  # type: ignore[call-arg,assignment]
+    return block
+
+
+def load_environment(name: str) -> ELTEnvironment:
+    """The environment document `name` with its documents; `local` falls back to the default."""
+
+    def fix() -> str:
+        return (
+            f"{_legacy_hint(name)}Fix them in the Prefect UI (Blocks) or rerun "
+            f"`python -m deployments.setup --environment {name}`."
+        )
+
+    try:
+        with invalid_values_explained(f"Environment {name!r} (or a document it uses)", fix):
+            environment: ELTEnvironment = ELTEnvironment.load(name, _sync=True)  # type: ignore[call-arg,assignment]
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):
             raise
