@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
 from prefect_dbt.cloud import DbtCloudCredentials
 from pytest_httpserver import HTTPServer
 
@@ -18,6 +17,7 @@ from blocks import DbtCloudTransform, DuckDBWarehouse
 from flows.transform import transform
 from pipeline.dbt_cloud import DbtCloudAuthError, DbtCloudError, run_dbt_cloud_job
 from pipeline.transform_result import NodeStatus, TransformResult
+from tests.support.artifacts import latest_artifact
 from tests.support.dbt_cloud import ACCOUNT, JOB, PROJECT, FakeDbtCloud
 from tests.support.environments import save_environment
 
@@ -61,13 +61,6 @@ def environment(block: DbtCloudTransform, dbt_cloud: FakeDbtCloud) -> str:
 @flow
 def cloud_flow(block: DbtCloudTransform) -> Any:
     return run_dbt_cloud_job(block)
-
-
-def latest_artifact(key: str) -> Any:
-    with get_client(sync_client=True) as client:
-        found = [a for a in client.read_latest_artifacts() if a.key == key]  # type: ignore[attr-defined]
-    assert found, f"no artifact {key!r}"
-    return found[0]
 
 
 def test_a_successful_run_returns_typed_node_results_and_its_run_url(

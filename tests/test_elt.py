@@ -6,7 +6,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from prefect.client.orchestration import get_client
 
 from blocks import DbtCoreTransform, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
@@ -15,6 +14,7 @@ from flows.transform import transform
 from pipeline.dbt_core import DbtCoreError
 from pipeline.transform_result import NodeStatus
 from tests.conftest import REPO_ROOT
+from tests.support.artifacts import latest_artifact
 from tests.support.environments import save_embedded_environment
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -34,13 +34,6 @@ def environment(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> d
 def query(warehouse: DuckDBWarehouse, sql: str) -> list[tuple[Any, ...]]:
     with warehouse.fresh() as own:
         return own.query(sql)
-
-
-def latest_artifact(key: str) -> Any:
-    with get_client(sync_client=True) as client:
-        found = [a for a in client.read_latest_artifacts() if a.key == key]  # type: ignore[attr-defined]
-    assert found, f"no artifact {key!r}"
-    return found[0]
 
 
 def test_marts_have_one_row_per_generated_order_item_and_customer(
