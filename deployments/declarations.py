@@ -187,25 +187,6 @@ def ci_environments(directory: Path = DECLARATIONS_DIR) -> list[str]:
     return [env.name for env in sorted(ordered, key=lambda env: env.ci_deploy_order or 0)]
 
 
-def variables_read(environment: Environment) -> dict[str, list[str]]:
-    """Every variable the environment's setup reads: {"settings": [...], "secrets": [...]}."""
-    settings: set[str] = set()
-    secrets: set[str] = set()
-
-    def walk(block: BlockDeclaration) -> None:
-        for value in block.settings.values():
-            match = VARIABLE.fullmatch(value) if isinstance(value, str) else None
-            if match:
-                settings.add(match.group(1))
-        secrets.update(variable.rstrip("?") for variable in block.secrets.values())
-        for nested in block.nested.values():
-            walk(nested)
-
-    for block in environment.blocks.values():
-        walk(block)
-    return {"settings": sorted(settings), "secrets": sorted(secrets)}
-
-
 def jobs() -> dict[str, Any]:
     """deployments/jobs.yaml: the jobs, the image steps and the Kubernetes job variables."""
     loaded: dict[str, Any] = yaml.safe_load(JOBS_FILE.read_text())
