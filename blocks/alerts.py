@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect.blocks.core import Block
 from prefect.settings import PREFECT_UI_URL
@@ -20,9 +24,11 @@ from blocks._validation import check_not_a_masked_copy
 MENTION_PATTERN = r"^(\s*(<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>|<!here>|<!channel>))*\s*$"
 UI_URL_PATTERN = r"^(|https?://\S+)$"
 REASON_LIMIT = 1500
-SEND_TIMEOUT_SECONDS = 10
+SEND_TIMEOUT_SECONDS = 10  # per connect or read, as slack_sdk applies it
+SEND_DEADLINE_SECONDS = 20  # the whole request: a webhook that drips bytes can't hold the run
 
 logger = logging.getLogger("prefect.elt.alerts")
+T = TypeVar("T")
 
 
 class Alert(BaseModel):
@@ -35,7 +41,7 @@ class Alert(BaseModel):
     reason: str
     occurred_at: datetime
     deployment: str = ""
-    failing_task: str = ""
+    failed: list[str] = []  # the tasks, tables or dbt nodes that failed, when known
     dbt_cloud_run_url: str = ""
 
 
@@ -143,13 +149,47 @@ class SlackAlerts(AlertSink):
         return value.strip()
 
     def send(self, alert: Alert) -> None:
-        # SlackWebhook's client waits 30 s; an alert must not hold a failing run that long.
+        # SlackWebhook's client waits 30 s per read; an alert must not hold a failing run.
         client = WebhookClient(
             url=self.webhook.url.get_secret_value(), timeout=SEND_TIMEOUT_SECONDS
         )
-        response = client.send(text=self.headline(alert), blocks=slack_blocks(self, alert))
+        response = within_deadline(
+            lambda: client.send(text=self.headline(alert), blocks=slack_blocks(self, alert)),
+            SEND_DEADLINE_SECONDS,
+            "posting the alert to Slack",
+        )
         if response.status_code >= 400:
             raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
+
+
+def within_deadline(call: Callable[[], T], seconds: float, what: str) -> T:
+    """`call()`'s result, or TimeoutError after `seconds` in all (socket timeouts are per read).
+
+    The call goes on in a daemon thread that the process does not wait for."""
+    outcome: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            outcome.set_result(call())
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, name=what, daemon=True).start()
+    try:
+        return outcome.result(timeout=seconds)
+    except FutureTimeout:
+        raise TimeoutError(f"{what} took more than {seconds:g} s; gave up") from None
+
+
+def mrkdwn(text: str) -> str:
+    """`text` shown as written in Slack's mrkdwn: no mention, link or markup from it."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_block(text: str) -> str:
+    """`text` in a mrkdwn code block that the text itself can't close."""
+    # A zero-width space between backticks keeps a ``` in the text from ending the block.
+    return "```" + mrkdwn(text).replace("`", "`\u200b") + "```"
 
 
 def alert_fields(sink: AlertSink, alert: Alert) -> list[tuple[str, str]]:
@@ -160,7 +200,7 @@ def alert_fields(sink: AlertSink, alert: Alert) -> list[tuple[str, str]]:
     pairs = [
         ("Environment", sink.environment_label),
         ("Deployment", alert.deployment),
-        ("Failing task", alert.failing_task),
+        ("Failed", ", ".join(alert.failed)),
         ("When (UTC)", alert.occurred_at.strftime("%Y-%m-%d %H:%M:%S")),
         ("Reason", reason),
         ("Run", sink.run_url(alert.flow_run_id)),
@@ -178,13 +218,15 @@ def slack_blocks(sink: SlackAlerts, alert: Alert) -> list[dict[str, Any]]:
         {"type": "header", "text": {"type": "plain_text", "text": sink.headline(alert)[:150]}},
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields.items()],
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{label}*\n{mrkdwn(value)}"}
+                for label, value in fields.items()
+            ],
         },
     ]
     if reason:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Reason*\n```{reason}```"}}
-        )
+        reason_text = f"*Reason*\n{code_block(reason)}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": reason_text}})
     if sink.mention:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": sink.mention}]})
     if links:

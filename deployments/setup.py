@@ -22,6 +22,7 @@ from deployments.declarations import (
 )
 from deployments.documents import DocumentError, apply_environment
 from deployments.work_pools import DeploySettingError, apply_work_pool, deploy_environment
+from pipeline.warehouse_limit import ensure_warehouse_limit
 
 # CI hands the GitHub environment's variables and secrets over as JSON maps, so the workflow
 # needn't list them: the declarations say which ones setup reads.
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"      {change.describe()}{wins}")
     assert applied.environment is not None
+    print(f"Warehouse concurrency limit: {ensure_warehouse_limit(environment.name)}")
     if isinstance(applied.environment.alerts, SlackAlerts):
         applied_names = apply_automations(environment.name, applied.environment.alerts)
         print("Automations applied: " + ", ".join(applied_names))

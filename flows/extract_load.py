@@ -10,7 +10,7 @@ from prefect.cache_policies import NONE
 
 from blocks import Warehouse, load_environment
 from pipeline import datasets
-from pipeline.alerting import FLOW_HOOKS, alert_on_task_failure
+from pipeline.alerting import FLOW_HOOKS
 from pipeline.loading import (
     LoadWindow,
     TableLoad,
@@ -20,6 +20,7 @@ from pipeline.loading import (
 )
 from pipeline.sources import Source
 from pipeline.summaries import loads_markdown
+from pipeline.warehouse_limit import writing_to_the_warehouse
 
 DEFAULT_DATA_DIR = "data/jaffle"
 
@@ -28,7 +29,6 @@ DEFAULT_DATA_DIR = "data/jaffle"
     name="load-table",
     task_run_name="load {source.name}",
     cache_policy=NONE,
-    on_failure=[alert_on_task_failure],
 )
 def load_table(
     warehouse: Warehouse,
@@ -66,16 +66,19 @@ def extract_load(
     warehouse = load_environment(environment).warehouse
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
     args = (unmapped(full_refresh), unmapped(backfill), unmapped(batch_rows))
-    if parallel:
-        futures = load_table.map(unmapped(warehouse), sources, *args, own_connection=True)
-        futures.wait()
-        states = [future.state for future in futures]
-    else:
-        with warehouse:
-            states = [
-                load_table(warehouse, source, full_refresh, backfill, batch_rows, return_state=True)
-                for source in sources
-            ]
+    with writing_to_the_warehouse(environment):
+        if parallel:
+            futures = load_table.map(unmapped(warehouse), sources, *args, own_connection=True)
+            futures.wait()
+            states = [future.state for future in futures]
+        else:
+            with warehouse:
+                states = [
+                    load_table(
+                        warehouse, source, full_refresh, backfill, batch_rows, return_state=True
+                    )
+                    for source in sources
+                ]
     results = [table_result(source, state) for source, state in zip(sources, states, strict=True)]
     create_markdown_artifact(
         key="extract-load-summary",

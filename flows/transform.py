@@ -8,6 +8,7 @@ from blocks import load_environment
 from pipeline.alerting import FLOW_HOOKS
 from pipeline.dbt_results import publish_transform_result
 from pipeline.transform_result import TransformError, TransformResult
+from pipeline.warehouse_limit import writing_to_the_warehouse
 
 
 @flow(name="transform", log_prints=True, **FLOW_HOOKS)
@@ -17,7 +18,8 @@ def transform(environment: str = "local") -> TransformResult:
     transform_block = settings.transform
     result: TransformResult | None = None
     try:
-        result = transform_block.run(settings.warehouse)
+        with writing_to_the_warehouse(environment):
+            result = transform_block.run(settings.warehouse)
         return result
     except TransformError as failed:
         result = failed.result

@@ -1,4 +1,11 @@
-"""State hooks that turn a failed or crashed run into exactly one alert, never a second failure."""
+"""State hooks that turn a failed or crashed run into exactly one alert naming every cause.
+
+The run at the root of a failure alerts: a failing task or subflow raises into its caller, so
+the root flow's hook sees the whole failure (every failed table, every failed dbt node). Task
+hooks only add context to the exception; subflows leave the alert to their caller. Every hook
+says on the event bus that the run's alert is taken care of, so the automation that backs the
+hooks up (a killed pod runs no hook) stays silent for it.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import runtime
-from prefect.client.schemas.objects import FlowRun, State, TaskRun
-from prefect.context import FlowRunContext
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.events import Event, emit_event
 
 from blocks import Alert, AlertSink, load_environment
+from pipeline.failures import failed_parts, failure_of, failure_reason
 
 logger = logging.getLogger("prefect.elt.alerts")
 
-# Root flow runs already alerted for: a failing task, its subflow and the parent flow are one
-# failure, so only the first hook to see it posts.
-_alerted_root_runs: set[str] = set()
-
-
-def first_alert_for_this_run(flow_run: FlowRun) -> bool:
-    """True once per root flow run (subflows share their parent's root)."""
-    root = str(runtime.flow_run.root_flow_run_id or flow_run.id)
-    if root in _alerted_root_runs:
-        return False
-    _alerted_root_runs.add(root)
-    return True
-
-
-def failure_reason(state: State) -> str:
-    """The exception type and message behind a state, or the state's own message."""
-    exc = state.result(raise_on_failure=False) if state.data is not None else None
-    if isinstance(exc, BaseException):
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name or "unknown"
-
-
-def dbt_cloud_run_url(state: State) -> str:
-    """The dbt Cloud run link carried by a dbt Cloud failure, if any."""
-    exc = state.result(raise_on_failure=False) if state.data is not None else None
-    return str(getattr(exc, "run_url", "") or "")
+ALERT_HANDLED_EVENT = "elt.alert.handled"
 
 
 def alert_sink(flow_run: FlowRun) -> AlertSink:
@@ -48,8 +31,8 @@ def alert_sink(flow_run: FlowRun) -> AlertSink:
     return load_environment(environment).alerts
 
 
-def deliver(flow_run: FlowRun, alert: Alert) -> None:
-    """Send an alert; a broken sink is logged and never replaces the run's own failure."""
+def deliver(flow_run: FlowRun, alert: Alert) -> bool:
+    """Send an alert; a broken sink is logged (False) and never replaces the run's failure."""
     try:
         alert_sink(flow_run).send(alert)
     except Exception as exc:
@@ -57,10 +40,13 @@ def deliver(flow_run: FlowRun, alert: Alert) -> None:
             "Could not deliver the alert for flow run %s (%s): %s: %s",
             flow_run.name, alert.state, type(exc).__name__, exc,
         )  # fmt: skip
+        return False
+    return True
 
 
-def build_alert(flow_name: str, flow_run: FlowRun, state: State, failing_task: str = "") -> Alert:
+def build_alert(flow_name: str, flow_run: FlowRun, state: State) -> Alert:
     """Describe a failed or crashed run for a person."""
+    exc = failure_of(state)
     return Alert(
         flow_name=flow_name,
         flow_run_name=flow_run.name,
@@ -69,26 +55,52 @@ def build_alert(flow_name: str, flow_run: FlowRun, state: State, failing_task: s
         reason=failure_reason(state),
         occurred_at=(state.timestamp or datetime.now(UTC)).astimezone(UTC),
         deployment=str(runtime.deployment.name or ""),
-        failing_task=failing_task,
-        dbt_cloud_run_url=dbt_cloud_run_url(state),
+        failed=failed_parts(exc),
+        dbt_cloud_run_url=str(getattr(exc, "run_url", "") or ""),
+    )
+
+
+def announce_handled(flow_name: str, flow_run: FlowRun, state: State, how: str) -> None:
+    """Say on the event bus that this run's alert is taken care of (sent, or left to its
+    caller), after the state change that made it, for the backing-up automation."""
+    emit_event(
+        event=ALERT_HANDLED_EVENT,
+        resource={
+            "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+            "prefect.resource.name": flow_run.name,
+        },
+        # The same related resources as the run's own state events, so the automation's
+        # filters (flow name, `env:` tag) match this event as they match the state change.
+        related=[
+            {
+                "prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": flow_name,
+            },
+            *(
+                {"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"}
+                for tag in flow_run.tags
+            ),
+        ],
+        payload={"how": how, "state": state.name or state.type.value},
+        # A state change's event carries the state's id: the triggers read this one after it.
+        follows=Event(
+            id=state.id,
+            occurred=state.timestamp or datetime.now(UTC),
+            event=f"prefect.flow-run.{state.name}",
+            resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}"},
+        ),
     )
 
 
 def alert_on_flow_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
-    """`on_failure` / `on_crashed` hook for flows: one alert unless a task already sent it."""
-    if first_alert_for_this_run(flow_run):
-        deliver(flow_run, build_alert(flow.name, flow_run, state))
-
-
-def alert_on_task_failure(task: Any, task_run: TaskRun, state: State) -> None:
-    """`on_failure` hook for tasks whose failure needs its own words (a table load, a dbt run)."""
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    """`on_failure` / `on_crashed` hook for flows: the root run sends the one alert."""
+    if flow_run.parent_task_run_id is not None:
+        # A subflow's failure raises into its caller, whose own hook reports all of it.
+        announce_handled(flow.name, flow_run, state, "reported by the calling flow")
         return
-    flow_run = context.flow_run
-    if first_alert_for_this_run(flow_run):
-        flow_name = context.flow.name if context.flow else ""
-        deliver(flow_run, build_alert(flow_name, flow_run, state, task_run.name))
+    if deliver(flow_run, build_alert(flow.name, flow_run, state)):
+        announce_handled(flow.name, flow_run, state, "alert sent")
 
 
 FLOW_HOOKS: dict[str, Any] = {

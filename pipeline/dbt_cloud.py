@@ -15,7 +15,7 @@ from prefect_dbt.cloud.clients import DbtCloudAdministrativeClient
 from prefect_dbt.cloud.models import TriggerJobRunOptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from pipeline.alerting import alert_on_task_failure
+from pipeline.failures import note_failed_task
 from pipeline.transform_result import TransformError, TransformResult, nodes_from_run_results
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def artifact_links(block: DbtCloudTransform, run_id: int) -> list[tuple[str, str
     return [(name, f"{base}/{name}") for name in block.artifacts]
 
 
-@task(name="dbt-cloud-job", cache_policy=NONE, on_failure=[alert_on_task_failure])
+@task(name="dbt-cloud-job", cache_policy=NONE, on_failure=[note_failed_task])
 def run_dbt_cloud_job(block: DbtCloudTransform, force_new_run: bool = False) -> TransformResult:
     """Trigger (or resume) the block's job and wait for it; raise DbtCloudError unless it passed."""
     started = time.perf_counter()

@@ -447,6 +447,14 @@ def describe_failure(source: Source, exc: BaseException) -> str:
 class ExtractLoadError(RuntimeError):
     """One or more tables failed to load; the others were loaded."""
 
+    def __init__(self, message: str, failures: list[str]) -> None:
+        super().__init__(message)
+        self.failures = failures  # the failed tables, named in the alert
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the tables when Prefect pickles the exception into a flow's state.
+        return (type(self), (str(self), self.failures))
+
 
 def table_result(source: Source, state: State) -> TableLoad:
     """The task's TableLoad, or a failed one carrying the reason."""
@@ -465,5 +473,6 @@ def raise_if_any_failed(results: list[TableLoad]) -> None:
     if failed:
         raise ExtractLoadError(
             f"{len(failed)} of {len(results)} tables failed to load (the others were loaded; "
-            "failed tables are unchanged): " + " | ".join(result.error for result in failed)
+            "failed tables are unchanged): " + " | ".join(result.error for result in failed),
+            [result.table for result in failed],
         )

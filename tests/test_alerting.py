@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ import blocks.alerts
 from blocks import ConsoleAlerts, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
 from flows.extract_load import extract_load
-from pipeline.alerting import FLOW_HOOKS, alert_on_task_failure
+from pipeline.alerting import FLOW_HOOKS
+from pipeline.failures import note_failed_task
 from tests.support.environments import save_environment, slack_alerts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -58,7 +60,7 @@ def environment(tmp_path: Path, httpserver: HTTPServer) -> str:
     return slack_environment(tmp_path, httpserver.url_for(f"/services/{SECRET_IN_URL}"))
 
 
-@task(cache_policy=NONE, on_failure=[alert_on_task_failure])
+@task(cache_policy=NONE, on_failure=[note_failed_task])
 def flaky_step() -> None:
     raise ValueError("the upstream API answered 503")
 
@@ -123,33 +125,101 @@ def test_a_flow_that_times_out_posts_exactly_one_alert(
     assert "TimedOut" in texts(slack[0])
 
 
-def test_failed_table_loads_and_the_failed_flow_are_one_alert(
-    environment: str, slack: list[dict[str, Any]], tmp_path: Path
+@pytest.mark.parametrize("parallel", [False, True], ids=["one connection", "mapped"])
+def test_two_failed_tables_are_one_alert_naming_both(
+    environment: str, slack: list[dict[str, Any]], tmp_path: Path, parallel: bool
 ) -> None:
     data = tmp_path / "jaffle"
     generate_jaffle_shop(data, days=2, orders_per_day_at_start=20)
     (data / "raw_products.csv").unlink()
-    state = extract_load(environment=environment, data_dir=str(data), return_state=True)
+    (data / "raw_stores.csv").unlink()
+    state = extract_load(
+        environment=environment, data_dir=str(data), parallel=parallel, return_state=True
+    )
     assert state.is_failed()
     assert len(slack) == 1
-    assert "raw_products" in texts(slack[0]) and "no file found" in texts(slack[0])
+    body = texts(slack[0])
+    assert "raw_products" in body and "raw_stores" in body and "no file found" in body
+    failed = [f["text"] for b in slack[0]["blocks"] for f in b.get("fields", [])
+              if f["text"].startswith("*Failed*")]  # fmt: skip
+    assert sorted(failed[0].split("\n")[1].split(", ")) == ["raw_products", "raw_stores"]
 
 
-@pytest.mark.parametrize("webhook", ["answers 500", "hangs"])
+@flow(name="alert-parent", **FLOW_HOOKS)
+def parent_of_a_failing_subflow(environment: str) -> None:
+    flow_with_failing_task(environment)
+
+
+def test_a_failing_subflow_and_its_parent_are_one_alert_from_the_parent(
+    environment: str, slack: list[dict[str, Any]]
+) -> None:
+    state = parent_of_a_failing_subflow(environment, return_state=True)
+    assert state.is_failed()
+    assert len(slack) == 1
+    body = texts(slack[0])
+    assert "alert-parent" in body and "flaky_step" in body and "answered 503" in body
+
+
+DRIP_SECONDS = 10
+
+
+def dripping(finished: threading.Event) -> Response:
+    """An answer that sends a byte every half second for DRIP_SECONDS: no read times out."""
+
+    def drip() -> Iterator[bytes]:
+        for _ in range(DRIP_SECONDS * 2):
+            time.sleep(0.5)
+            yield b"."
+        finished.set()
+
+    return Response(drip(), status=200)
+
+
+@pytest.mark.parametrize("webhook", ["answers 500", "hangs", "drips"])
 def test_a_broken_webhook_never_changes_the_runs_own_failure(
     tmp_path: Path, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, webhook: str
 ) -> None:
     monkeypatch.setattr(blocks.alerts, "SEND_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(blocks.alerts, "SEND_DEADLINE_SECONDS", 2)
+    drip_finished = threading.Event()
     if webhook == "answers 500":
         httpserver.expect_request("/broken").respond_with_data("boom", status=500)
-    else:
+    elif webhook == "hangs":
         httpserver.expect_request("/broken").respond_with_handler(
             lambda request: (time.sleep(3), Response("late"))[1]
         )
+    else:
+        httpserver.expect_request("/broken").respond_with_handler(
+            lambda request: dripping(drip_finished)
+        )
     environment = slack_environment(tmp_path, httpserver.url_for("/broken"))
     state = failing_flow(environment, return_state=True)
+    # The run ended while the webhook was still dripping: the deadline ended the send.
+    assert not drip_finished.is_set()
+    if webhook == "drips":
+        drip_finished.wait(DRIP_SECONDS * 2)  # free the one-threaded receiver for the next test
     assert state.is_failed()
     assert "nothing to transform: raw schema is empty" in (state.message or "")
+
+
+@flow(name="alert-markup", **FLOW_HOOKS)
+def flow_failing_with_markup(environment: str) -> None:
+    raise RuntimeError("bad row <!channel> see <https://evil.example|here> ``` *bold* & done")
+
+
+def test_exception_text_reaches_slack_as_plain_text_inside_its_code_block(
+    environment: str, slack: list[dict[str, Any]]
+) -> None:
+    flow_failing_with_markup(environment, return_state=True)
+    assert len(slack) == 1
+    reason = next(
+        block["text"]["text"] for block in slack[0]["blocks"]
+        if block.get("text", {}).get("text", "").startswith("*Reason*")
+    )  # fmt: skip
+    inside = reason.removeprefix("*Reason*\n```").removesuffix("```")
+    assert "```" not in inside  # the text can't close its code block
+    assert "<!channel>" not in reason and "<https://evil.example|here>" not in reason
+    assert "&lt;!channel&gt;" in reason and "&amp; done" in reason
 
 
 def test_without_slack_the_alert_goes_to_the_console(
