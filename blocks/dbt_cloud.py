@@ -26,9 +26,10 @@ class DbtCloudTransform(Block):
     _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/5zE9lxfzBHjw3tnEup4wWL/9a001902ed43a84c6c96d23b24622e19/dbt-bit_tm.png?h=250"  # type: ignore[assignment]
     _documentation_url = "https://docs.getdbt.com/dbt-cloud/api-v2#/operations/Trigger%20Job%20Run"  # type: ignore[assignment]
     _description = (
-        "Triggers a dbt Cloud job and waits for it: a dbt Cloud Credentials block (account, "
-        "API key, access URL host), the job, how long to wait and how often to poll, whether to "
-        "re-run failed steps, and which run artifacts to show in Prefect."
+        "Triggers a dbt Cloud job once per flow run and waits for it: a dbt Cloud Credentials "
+        "block (account, API key, access URL host), the job, how long to wait and how often to "
+        "poll, whether to cancel a run that outlives the wait and to re-run failed steps, and "
+        "which run artifacts to list in Prefect."
     )
 
     credentials: DbtCloudCredentials = Field(
@@ -49,6 +50,12 @@ class DbtCloudTransform(Block):
         "set it above the job's longest expected run.",
         ge=60,
     )
+    cancel_on_timeout: bool = Field(
+        default=True,
+        title="Cancel the run on timeout",
+        description="When the wait timeout passes, cancel the dbt Cloud run rather than leave "
+        "it running with nobody waiting for it.",
+    )
     poll_interval_seconds: int = Field(
         default=15,
         title="Poll interval (seconds)",
@@ -59,16 +66,18 @@ class DbtCloudTransform(Block):
     failed_steps_retries: int = Field(
         default=0,
         title="Re-runs of failed steps",
-        description="How many times to re-run only the failed steps of a failed run "
-        "(0 fails fast).",
+        description="How many times to re-run only the failed steps of an errored run, with "
+        "dbt Cloud's rerun from failure (0 fails fast). Above 0, a retried flow run also re-runs "
+        "only the failed steps of its errored run instead of the whole job.",
         ge=0,
         le=5,
     )
     artifacts: list[str] = Field(
         default=["run_results.json", "manifest.json"],
         title="Artifacts to publish",
-        description="Run artifacts to link in the Prefect UI, e.g. `run_results.json`, "
-        "`manifest.json`, `catalog.json`, `sources.json`.",
+        description="Run artifacts to list in the Prefect UI, each linked to the run page in "
+        "dbt Cloud (its Artifacts tab), e.g. `run_results.json`, `manifest.json`, "
+        "`catalog.json`, `sources.json`; those the run did not save are left out.",
     )
 
     @field_validator("credentials")
@@ -113,7 +122,7 @@ class DbtCloudTransform(Block):
         return run_dbt_cloud_job(self)
 
     def run_url(self, run_id: int, project_id: int | None = None) -> str:
-        """Link to a run in the dbt Cloud UI."""
+        """Link to a run in the dbt Cloud UI, for when its payload has no `href`."""
         domain = self.credentials.domain
         host = "cloud.getdbt.com" if domain.startswith("cloud.") else domain
         project = f"/projects/{project_id}" if project_id else ""

@@ -23,9 +23,10 @@ def node_rows(result: TransformResult) -> list[dict[str, Any]]:
     ]
 
 
-def artifact_links_markdown(links: Sequence[tuple[str, str]]) -> str:
-    """A Markdown list of links to run artifacts, as the seed's flow published them."""
-    return "\n".join(f"- [{name}]({url})" for name, url in links)
+def artifact_links_markdown(links: Sequence[tuple[str, str]], notes: Sequence[str] = ()) -> str:
+    """The notes, then a Markdown list of links to run artifacts."""
+    items = [f"- [{name}]({url})" for name, url in links]
+    return "\n\n".join(part for part in ("\n".join(notes), "\n".join(items)) if part)
 
 
 def publish_transform_result(result: TransformResult) -> None:
@@ -40,7 +41,8 @@ def publish_transform_result(result: TransformResult) -> None:
         )
     if result.run_url:
         create_link_artifact(key=f"{key}-run", link=result.run_url, link_text="dbt Cloud run")
-    if result.artifact_links:
+    if result.artifact_links or result.notes:
         create_markdown_artifact(
-            key=f"{key}-artifacts", markdown=artifact_links_markdown(result.artifact_links)
+            key=f"{key}-artifacts",
+            markdown=artifact_links_markdown(result.artifact_links, result.notes),
         )

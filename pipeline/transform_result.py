@@ -51,6 +51,11 @@ def first_line(message: object) -> str:
     return lines[0] if lines else ""
 
 
+def whole_message(message: object) -> str:
+    """Every non-blank line of a dbt message (the cause is often on the second); "" for None."""
+    return "\n".join(line.rstrip() for line in str(message or "").splitlines() if line.strip())
+
+
 @dataclass(frozen=True)
 class NodeResult:
     """One model, test, seed, snapshot or source of a dbt run, and how it ended."""
@@ -59,7 +64,8 @@ class NodeResult:
     status: NodeStatus
     dbt_status: str
     seconds: float = 0.0
-    message: str = ""
+    message: str = ""  # the first line, for tables
+    full_message: str = ""  # every line, for failure messages
 
     @classmethod
     def of(
@@ -72,6 +78,7 @@ class NodeResult:
             dbt_status=str(getattr(dbt_status, "value", dbt_status) or ""),
             seconds=round(float(seconds or 0.0), 2),
             message=first_line(message),
+            full_message=whole_message(message),
         )
 
     @classmethod
@@ -111,6 +118,7 @@ class TransformResult:
     seconds: float = 0.0
     run_url: str = ""
     artifact_links: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown with the artifact links
 
     @property
     def artifact_key(self) -> str:
