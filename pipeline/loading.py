@@ -255,6 +255,8 @@ def carry_out(warehouse: Warehouse, facts: LoadFacts, plan: LoadPlan, batch_rows
             trusted_until=plan.trusted_until, watermark_limit=plan.watermark_limit,
         )  # fmt: skip
         result.rows_read = staged.rows
+        # Located before the publish: once published, a failed read must not fail the load.
+        result.untrusted_count, result.untrusted_rows = staged.untrusted_rows(REPORTED_ROWS)
         if not staged.rows and plan.when_empty == "fail":
             raise LoadError(
                 source.name,
@@ -268,7 +270,6 @@ def carry_out(warehouse: Warehouse, facts: LoadFacts, plan: LoadPlan, batch_rows
             result.inserted, result.updated = publish(warehouse, source, plan, staging, staged)
             if plan.record_fingerprint:
                 record_fingerprint(warehouse, source.name, facts.fingerprint)
-        result.untrusted_count, result.untrusted_rows = staged.untrusted_rows(REPORTED_ROWS)
     finally:
         warehouse.execute(f"DROP TABLE IF EXISTS {staging_table}")
     merged = plan.publish_by == "merge"
