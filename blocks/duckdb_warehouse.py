@@ -141,7 +141,7 @@ class DuckDBWarehouse(Warehouse):
 
     def qualified(self, table: str, *, temporary: bool = False) -> str:
         # DuckDB keeps temporary tables in its own `temp` catalog, never in a schema of the file.
-        return f"temp.main.{table}" if temporary else f"{self.schema_name}.{table}"
+        return f"temp.main.{self.quote(table)}" if temporary else super().qualified(table)
 
     # pragma_table_info reads one table's entry; duckdb_columns() and information_schema load
     # every table's storage metadata first (about 15 ms in a fresh process with large tables).
@@ -159,7 +159,7 @@ class DuckDBWarehouse(Warehouse):
         # DuckDB's DDL is transactional: drop + rename commit together, and copy nothing.
         with self.transaction():
             self.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
-            self.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {table}")
+            self.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.quote(table)}")
 
     def dbt_env(self) -> dict[str, str]:
         return {

@@ -39,6 +39,7 @@ class SnowflakeWarehouse(Warehouse):
 
     dialect: ClassVar[Dialect] = "snowflake"
     dbt_target: ClassVar[str] = "snowflake"
+    replace_copies_rows: ClassVar[bool] = True  # INSERT OVERWRITE
 
     account: str = Field(
         title="Account identifier",
@@ -215,10 +216,18 @@ class SnowflakeWarehouse(Warehouse):
             cursor.execute(sql, params)
             return [tuple(row) for row in cursor.fetchall()]
 
+    def quote(self, identifier: str) -> str:
+        # Snowflake stores an unquoted name in upper case, and so does the loader.
+        return super().quote(identifier.upper())
+
     def bulk_load(self, table: str, data: TableData, *, temporary: bool = False) -> int:
         if isinstance(data, pa.RecordBatchReader):
             # One write_pandas per batch: memory stays bounded by the batch, not the stream.
-            return sum(self._write_pandas(table, batch.to_pandas(), temporary) for batch in data)
+            written = [self._write_pandas(table, batch.to_pandas(), temporary) for batch in data]
+            if not written:
+                # No batch: still create the table, from the stream's columns (zero rows).
+                self._write_pandas(table, data.schema.empty_table().to_pandas(), temporary)
+            return sum(written)
         frame = data.to_pandas() if isinstance(data, pa.Table | pa.RecordBatch) else data
         return self._write_pandas(table, frame, temporary)
 

@@ -30,6 +30,9 @@ class Warehouse(Block, ABC):
 
     dialect: ClassVar[Dialect]
     dbt_target: ClassVar[str]
+    # Whether replace_table copies the staged rows (so they may stage in a temporary table)
+    # rather than renaming the staging table into the target.
+    replace_copies_rows: ClassVar[bool] = False
 
     def __enter__(self) -> Self:
         self._open()
@@ -119,9 +122,14 @@ class Warehouse(Block, ABC):
         """Lower-case column names of raw-schema `table`, in table order."""
         return self.table_columns([table]).get(table.lower(), [])
 
+    def quote(self, identifier: str) -> str:
+        """`identifier` quoted for this warehouse's SQL, naming what the unquoted name would."""
+        return '"' + identifier.replace('"', '""') + '"'
+
     def qualified(self, table: str, *, temporary: bool = False) -> str:
-        """`schema.table` for a table in the raw schema (or a temporary one `bulk_load` made)."""
-        return f"{self.schema_name}.{table}"
+        """`schema.table`, quoted, for a table in the raw schema (or a temporary one
+        `bulk_load` made)."""
+        return f"{self.quote(self.schema_name)}.{self.quote(table)}"
 
     def _schema_exists(self) -> bool:
         return bool(
@@ -147,7 +155,7 @@ class Warehouse(Block, ABC):
         if self._schema_exists():
             return
         try:
-            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema_name}")
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.schema_name)}")
         except Exception:
             # Mapped tasks opening connections at once race to create it; losing is fine.
             if not self._schema_exists():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from contextlib import nullcontext
+from datetime import UTC, datetime
 
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.tasks import exponential_backoff
 
 from blocks import Warehouse, load_environment
 from pipeline import datasets
@@ -16,6 +18,7 @@ from pipeline.loading import (
     TableLoad,
     load_source,
     raise_if_any_failed,
+    retry_if_transient,
     table_result,
 )
 from pipeline.sources import Source
@@ -29,6 +32,12 @@ DEFAULT_DATA_DIR = "data/jaffle"
     name="load-table",
     task_run_name="load {source.name}",
     cache_policy=NONE,
+    # A load is idempotent: a dropped connection or an unreachable store is retried after
+    # 10, 20 and 40 s (+/- jitter); bad data is not.
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_transient,
 )
 def load_table(
     warehouse: Warehouse,
@@ -37,16 +46,12 @@ def load_table(
     backfill: LoadWindow | None,
     batch_rows: int,
     own_connection: bool = False,
+    run_started: datetime | None = None,
 ) -> TableLoad:
     """Load one table over the flow's connection, or over its own when mapped."""
-    if own_connection:
-        with warehouse.fresh() as own:
-            return load_source(
-                own, source, full_refresh=full_refresh, backfill=backfill, batch_rows=batch_rows
-            )
-    return load_source(
-        warehouse, source, full_refresh=full_refresh, backfill=backfill, batch_rows=batch_rows
-    )
+    with warehouse.fresh() if own_connection else nullcontext(warehouse) as into:
+        return load_source(into, source, full_refresh=full_refresh, backfill=backfill,
+                           batch_rows=batch_rows, run_started=run_started)  # fmt: skip
 
 
 @flow(name="extract-load", log_prints=True, **FLOW_HOOKS)
@@ -65,18 +70,19 @@ def extract_load(
     sources = datasets.dataset(dataset).sources(data_dir)
     warehouse = load_environment(environment).warehouse
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
-    args = (unmapped(full_refresh), unmapped(backfill), unmapped(batch_rows))
+    # Cursor values after this (plus each source's tolerance) can't be trusted.
+    started = datetime.now(UTC).replace(tzinfo=None)
+    args = (full_refresh, backfill, batch_rows)
     with writing_to_the_warehouse(environment):
         if parallel:
-            futures = load_table.map(unmapped(warehouse), sources, *args, own_connection=True)
+            futures = load_table.map(unmapped(warehouse), sources, *map(unmapped, args),
+                                     own_connection=True, run_started=started)  # fmt: skip
             futures.wait()
             states = [future.state for future in futures]
         else:
             with warehouse:
                 states = [
-                    load_table(
-                        warehouse, source, full_refresh, backfill, batch_rows, return_state=True
-                    )
+                    load_table(warehouse, source, *args, run_started=started, return_state=True)
                     for source in sources
                 ]
     results = [table_result(source, state) for source, state in zip(sources, states, strict=True)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import reduce
 from typing import Any, Literal
@@ -16,11 +16,23 @@ import pyarrow.compute as pc
 from prefect.states import State
 
 from blocks.warehouse import Warehouse
-from pipeline.sources import Source, SourceError, fingerprint, read_batches, resolve_files
+from pipeline.sources import (
+    Source,
+    SourceError,
+    UntrustedRow,
+    cursor_bound,
+    find_untrusted_rows,
+    fingerprint,
+    read_file_batches,
+    resolve_files,
+    untrusted_mask,
+)
 
 LOADED_AT = "_loaded_at"
 SOURCE_STATE = "_elt_source_state"
 Mode = Literal["incremental", "full refresh", "backfill", "unchanged"]
+# Rows with an untrusted cursor named in a table's result (and so in the artifact and alert).
+REPORTED_ROWS = 20
 
 
 class LoadError(ValueError):
@@ -52,6 +64,10 @@ class TableLoad:
     watermark_after: Any = None
     seconds: float = 0.0
     error: str = ""
+    # Loaded although their cursor is NULL or too late (on_untrusted_cursor="load and report"):
+    # how many, and the first REPORTED_ROWS of them by file and row.
+    untrusted_count: int = 0
+    untrusted_rows: list[UntrustedRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,8 @@ class LoadFacts:
     files: tuple[str, ...] = ()  # listed once: the read must see the files the fingerprint saw
     fingerprint: str = ""  # '': the files can't be fingerprinted, so they are never skipped
     stored_fingerprint: str | None = None  # what the target was last loaded from in full
+    run_started: datetime | None = None  # naive UTC; None: no cursor value is too late
+    replace_copies_rows: bool = False  # the warehouse's replace copies rows (see Warehouse)
 
     @property
     def incremental(self) -> bool:
@@ -90,6 +108,7 @@ class LoadFacts:
 
 Read = Literal["all rows", "from the watermark", "the backfill window"]
 Publish = Literal["merge", "replace"]
+WhenEmpty = Literal["fail", "empty the table", "keep the table"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,11 @@ class LoadPlan:
     query_watermark: bool = False  # to read from it, or to report it as watermark_before
     publish_by: Publish = "replace"
     record_fingerprint: bool = False
+    # A full read that finds no rows: refused unless the source allows an empty table.
+    when_empty: WhenEmpty = "fail"
+    trusted_until: datetime | None = None  # later cursor values are untrusted (as are NULLs)
+    watermark_limit: datetime | None = None  # the run's start: the watermark never passes it
+    replace_copies_rows: bool = False
 
     @property
     def skip(self) -> bool:
@@ -111,9 +135,10 @@ class LoadPlan:
     @property
     def temporary_staging(self) -> bool:
         """Whether the rows stage in a temporary table rather than a real one."""
-        # Rows to MERGE stage in a temporary table: private to this connection, never logged
-        # to disk, gone if the run dies. A replacement must be a real table: it becomes the target.
-        return self.publish_by == "merge"
+        # A temporary table is private to this connection and gone if the run dies: rows to
+        # MERGE, or to replace the target where the replace copies them (Snowflake). Where it
+        # renames the staging table into the target (DuckDB), that must be a real table.
+        return self.publish_by == "merge" or self.replace_copies_rows
 
     def read_window(self, watermark: Any) -> LoadWindow | None:
         """The cursor range to read given the target's watermark; None reads everything."""
@@ -135,6 +160,10 @@ def plan_load(facts: LoadFacts) -> LoadPlan:
         read = "the backfill window"
     elif facts.incremental and exists:
         read = "from the watermark"
+    started = facts.run_started if facts.source.cursor is not None else None
+    when_empty: WhenEmpty = "keep the table"
+    if read == "all rows":
+        when_empty = "empty the table" if facts.source.allow_empty else "fail"
     return LoadPlan(
         mode="backfill" if window else ("incremental" if facts.incremental else "full refresh"),
         read=read,
@@ -143,6 +172,10 @@ def plan_load(facts: LoadFacts) -> LoadPlan:
         publish_by="merge" if facts.incremental and exists else "replace",
         # A backfill reads a window, not the whole file: it can't vouch for the rest.
         record_fingerprint=bool(facts.fingerprint) and window is None,
+        when_empty=when_empty,
+        trusted_until=None if started is None else started + facts.source.cursor_tolerance,
+        watermark_limit=started,
+        replace_copies_rows=facts.replace_copies_rows,
     )
 
 
@@ -153,10 +186,13 @@ def load_source(
     full_refresh: bool = False,
     backfill: LoadWindow | None = None,
     batch_rows: int = 250_000,
+    run_started: datetime | None = None,
 ) -> TableLoad:
-    """Load `source` into its table; the table changes only if every step succeeds."""
+    """Load `source` into its table; the table changes only if every step succeeds.
+    `run_started` (naive UTC, default now) bounds the cursor values it trusts."""
     started = time.perf_counter()
     facts = gather_facts(warehouse, source, full_refresh, backfill)
+    facts = replace(facts, run_started=run_started or datetime.now(UTC).replace(tzinfo=None))
     plan = plan_load(facts)
     if plan.skip:
         return TableLoad(source.name, plan.mode, seconds=time.perf_counter() - started)
@@ -165,14 +201,25 @@ def load_source(
     return result
 
 
+def staging_name(table: str, *, temporary: bool) -> str:
+    """A staging table's name. A temporary one is private to its connection, so a random
+    name; a real one has a fixed name, so that the table's next load finds it if it outlives
+    a crash (loads of one table never overlap: a DuckDB file has one writer at a time)."""
+    return f"{table}__staging_{uuid.uuid4().hex[:8]}" if temporary else f"{table}__staging"
+
+
 def gather_facts(
     warehouse: Warehouse, source: Source, full_refresh: bool, backfill: LoadWindow | None
 ) -> LoadFacts:
     """What the plan needs, in as few statements as possible; the stored fingerprint only
     when it could skip the load."""
     # One catalog lookup answers: does the target exist, with which columns, and the state table?
-    catalog = warehouse.table_columns([source.name, SOURCE_STATE])
+    abandoned = staging_name(source.name, temporary=False)
+    catalog = warehouse.table_columns([source.name, SOURCE_STATE, abandoned])
     target_columns = catalog.get(source.name.lower())
+    if abandoned.lower() in catalog:
+        # A load killed before it dropped its staging table: debris, never to be published.
+        warehouse.execute(f"DROP TABLE IF EXISTS {warehouse.qualified(abandoned)}")
     # Listed once: an object-store glob costs a LIST request.
     files = tuple(resolve_files(source))
     facts = LoadFacts(
@@ -182,6 +229,7 @@ def gather_facts(
         target_columns=None if target_columns is None else tuple(target_columns),
         files=files,
         fingerprint=fingerprint(source, files),
+        replace_copies_rows=warehouse.replace_copies_rows,
     )
     if facts.fingerprint and SOURCE_STATE not in catalog:
         warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
@@ -191,20 +239,32 @@ def gather_facts(
 
 
 def carry_out(warehouse: Warehouse, facts: LoadFacts, plan: LoadPlan, batch_rows: int) -> TableLoad:
-    """Stage, check, publish and record as `plan` says; the staging table never outlives it."""
+    """Stage, check, publish and record as `plan` says; the staging table never outlives it
+    (a crash's is dropped by the table's next load)."""
     source = facts.source
     result = TableLoad(source.name, plan.mode)
-    result.watermark_before = watermark(warehouse, source) if plan.query_watermark else None
-    staging = f"{source.name}__staging_{uuid.uuid4().hex[:8]}"
+    limit = cursor_bound(source, plan.watermark_limit)
+    result.watermark_before = watermark(warehouse, source, limit) if plan.query_watermark else None
+    staging = staging_name(source.name, temporary=plan.temporary_staging)
     staging_table = warehouse.qualified(staging, temporary=plan.temporary_staging)
     try:
         window = plan.read_window(result.watermark_before)
         staged = stage(
             warehouse, source, staging, window, batch_rows,
             files=facts.files, temporary=plan.temporary_staging,
+            trusted_until=plan.trusted_until, watermark_limit=plan.watermark_limit,
         )  # fmt: skip
         result.rows_read = staged.rows
-        if staged.rows:
+        # Located before the publish: once published, a failed read must not fail the load.
+        result.untrusted_count, result.untrusted_rows = staged.untrusted_rows(REPORTED_ROWS)
+        if not staged.rows and plan.when_empty == "fail":
+            raise LoadError(
+                source.name,
+                f"{', '.join(facts.files) or source.location} holds no rows (an empty file, or "
+                "a header only), and a full load would empty the table; fix the source, or "
+                "declare it with allow_empty=True if an empty table is right",
+            )
+        if staged.rows or plan.when_empty == "empty the table":
             columns = facts.target_columns
             check_staged(warehouse, source, staging_table, staged, target_columns=columns)
             result.inserted, result.updated = publish(warehouse, source, plan, staging, staged)
@@ -240,20 +300,23 @@ def record_fingerprint(warehouse: Warehouse, table: str, files: str) -> None:
     )
 
 
-def watermark(warehouse: Warehouse, source: Source) -> Any:
-    """The highest cursor value in the table: what the last committed load reached."""
+def watermark(warehouse: Warehouse, source: Source, limit: pa.Scalar | None = None) -> Any:
+    """The highest cursor value in the table up to `limit` (the run's start): what the last
+    committed load reached; a row loaded with a later cursor can't move it."""
     if source.cursor is None:
         return None
-    return warehouse.query(f"SELECT MAX({source.cursor}) FROM {warehouse.qualified(source.name)}")[
-        0
-    ][0]
+    sql = f"SELECT MAX({warehouse.quote(source.cursor)}) FROM {warehouse.qualified(source.name)}"
+    if limit is None:
+        return warehouse.query(sql)[0][0]
+    return warehouse.query(f"{sql} WHERE {warehouse.quote(source.cursor)} <= ?",
+                           [limit.as_py()])[0][0]  # fmt: skip
 
 
 def watermark_after(before: Any, staged: Staged, *, merged: bool) -> Any:
     """The table's highest cursor value after publishing `staged`, without scanning it: a
     cursor never moves back for a row, so a MERGE keeps the higher of the two."""
     if not staged.rows:
-        return before
+        return before if merged else None
     if merged and before is not None and staged.highest is not None:
         return max(before, staged.highest)
     return staged.highest
@@ -261,21 +324,43 @@ def watermark_after(before: Any, staged: Staged, *, merged: bool) -> Any:
 
 @dataclass
 class Staged:
-    """What streamed into the staging table: rows, columns, key proofs, highest cursor value."""
+    """What streamed into the staging table: rows, columns, key proofs, the highest cursor
+    value up to the watermark's limit, and the files with untrusted cursors."""
 
     columns: list[str]
     keys: KeyCheck
     cursor: str | None
     rows: int = 0
     highest: Any = None
+    source: Source | None = None  # with its cursor bounds, to find untrusted rows
+    trusted_until: pa.Scalar | None = None
+    watermark_limit: pa.Scalar | None = None
+    untrusted: dict[str, int] = field(default_factory=dict)  # file: rows seen
 
-    def see(self, batch: pa.RecordBatch) -> None:
-        """Take note of one batch on its way to the warehouse."""
+    def see(self, batch: pa.RecordBatch, file: str = "") -> None:
+        """Take note of one batch of `file` on its way to the warehouse."""
         self.keys.see(batch)
-        if self.cursor is not None:
-            top = pc.max(batch.column(self.cursor)).as_py()
-            if top is not None and (self.highest is None or top > self.highest):
-                self.highest = top
+        if self.cursor is None:
+            return
+        column = batch.column(self.cursor)
+        untrusted = int(pc.sum(untrusted_mask(column, self.trusted_until)).as_py() or 0)
+        if untrusted:
+            self.untrusted[file] = self.untrusted.get(file, 0) + untrusted
+        if self.watermark_limit is not None:
+            column = pc.filter(column, pc.less_equal(column, self.watermark_limit))
+        top = pc.max(column).as_py()
+        if top is not None and (self.highest is None or top > self.highest):
+            self.highest = top
+
+    def untrusted_rows(self, limit: int) -> tuple[int, list[UntrustedRow]]:
+        """How many staged rows have an untrusted cursor, and the first `limit` of them."""
+        total, found = 0, list[UntrustedRow]()
+        for file in self.untrusted:
+            assert self.source is not None
+            count, rows = find_untrusted_rows(self.source, file, self.trusted_until,
+                                              limit - len(found))  # fmt: skip
+            total, found = total + count, found + rows
+        return total, found
 
 
 def stage(
@@ -287,19 +372,29 @@ def stage(
     *,
     files: Sequence[str] | None = None,
     temporary: bool = False,
+    trusted_until: datetime | None = None,
+    watermark_limit: datetime | None = None,
 ) -> Staged:
-    """Stream the source's batches into a fresh staging table in one bulk load."""
+    """Stream the source's batches into a fresh staging table in one bulk load; refuse rows
+    with an untrusted cursor unless the source loads and reports them."""
     loaded_at = pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us"))
     since, until = (window.since, window.until) if window else (None, None)
     schema = source.schema.append(pa.field(LOADED_AT, pa.timestamp("us")))
-    staged = Staged([name.lower() for name in schema.names], KeyCheck(source.primary_key),
-                    source.cursor)  # fmt: skip
+    staged = Staged(
+        [name.lower() for name in schema.names], KeyCheck(source.primary_key), source.cursor,
+        source=source, trusted_until=cursor_bound(source, trusted_until),
+        watermark_limit=cursor_bound(source, watermark_limit),
+    )  # fmt: skip
     failure: list[Exception] = []
 
     def stamped() -> Iterator[pa.RecordBatch]:
         try:
-            for batch in read_batches(source, batch_rows, since, until, files=files):
-                staged.see(batch)
+            for file, batch in read_file_batches(
+                source, batch_rows, since, until, files=files, trusted_until=trusted_until
+            ):
+                staged.see(batch, file)
+                if staged.untrusted and source.on_untrusted_cursor == "fail":
+                    raise untrusted_cursor_error(source, staged, trusted_until)
                 yield batch.append_column(LOADED_AT, pa.repeat(loaded_at, batch.num_rows))
         except Exception as exc:
             failure.append(exc)
@@ -314,6 +409,26 @@ def stage(
             raise failure[0] from None
         raise
     return staged
+
+
+def untrusted_cursor_error(
+    source: Source, staged: Staged, trusted_until: datetime | None
+) -> LoadError:
+    """The refusal of a table with untrusted cursor values, naming files, rows and values."""
+    count, rows = staged.untrusted_rows(5)
+    later = (
+        f" or later than {trusted_until} (the run's start plus cursor_tolerance "
+        f"{source.cursor_tolerance})"
+        if trusted_until is not None and staged.trusted_until is not None
+        else ""
+    )
+    return LoadError(
+        source.name,
+        f"{count} row(s) have a cursor value that can't be trusted ({source.cursor} NULL"
+        f"{later}), so loading them would skip rows: {'; '.join(map(str, rows))}; fix them "
+        "in the source, or declare it with on_untrusted_cursor='load and report' to load "
+        "them and have them reported",
+    )
 
 
 @dataclass
@@ -371,7 +486,7 @@ def check_staged(
             f"{keys.nulls} row(s) in {source.location} have a null primary key "
             f"({', '.join(key)}); fix the source rows, the key must always be set",
         )
-    columns = ", ".join(key)
+    columns = ", ".join(warehouse.quote(column) for column in key)
     duplicates = (
         []
         if keys.unique
@@ -421,18 +536,21 @@ def merge_into(
 ) -> tuple[int, int]:
     """Upsert the staged rows on the primary key in one atomic MERGE; return (inserted, updated)."""
     target = warehouse.qualified(source.name)
-    on = " AND ".join(f"t.{column} = s.{column}" for column in source.primary_key)
+    quote = warehouse.quote
+    on = " AND ".join(f"t.{quote(column)} = s.{quote(column)}" for column in source.primary_key)
     matched = int(
         warehouse.query(f"SELECT COUNT(*) FROM {staging_table} s JOIN {target} t ON {on}")[0][0]
     )
     columns = staged.columns
-    updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in source.primary_key)
+    updates = ", ".join(
+        f"{quote(c)} = s.{quote(c)}" for c in columns if c not in source.primary_key
+    )
     # One MERGE statement is atomic on both DuckDB and Snowflake: all of it or none.
     warehouse.execute(
         f"MERGE INTO {target} AS t USING {staging_table} AS s ON {on} "
         f"WHEN MATCHED THEN UPDATE SET {updates} "
-        f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
-        f"VALUES ({', '.join(f's.{c}' for c in columns)})"
+        f"WHEN NOT MATCHED THEN INSERT ({', '.join(map(quote, columns))}) "
+        f"VALUES ({', '.join(f's.{quote(c)}' for c in columns)})"
     )
     return staged.rows - matched, matched
 
@@ -454,6 +572,41 @@ class ExtractLoadError(RuntimeError):
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep the tables when Prefect pickles the exception into a flow's state.
         return (type(self), (str(self), self.failures))
+
+
+# Errors of a warehouse client that say the connection or the service failed, not the SQL
+# or the data: Snowflake's connection and HTTP errors, DuckDB's I/O (a file locked by another
+# process) and write-conflict errors. Named, so a DuckDB run needn't import Snowflake's client.
+TRANSIENT_ERRORS = {
+    "snowflake.connector.errors.OperationalError",
+    "snowflake.connector.errors.InterfaceError",
+    "snowflake.connector.errors.ServiceUnavailableError",
+    "snowflake.connector.errors.GatewayTimeoutError",
+    "snowflake.connector.errors.BadGatewayError",
+    "snowflake.connector.errors.RequestTimeoutError",
+    "snowflake.connector.errors.OtherHTTPRetryableError",
+    "_duckdb.IOException",
+    "_duckdb.TransactionException",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a load that failed with `exc` may succeed if run again: a lost connection or
+    an unreachable store, never bad data or a bad declaration."""
+    if isinstance(exc, LoadError):
+        return False
+    if isinstance(exc, SourceError):
+        return exc.transient
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    names = {f"{kind.__module__}.{kind.__qualname__}" for kind in type(exc).__mro__}
+    return bool(names & TRANSIENT_ERRORS)
+
+
+def retry_if_transient(task: Any, task_run: Any, state: State) -> bool:
+    """A task's retry_condition_fn: retry a load (idempotent) only after a transient error."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_transient(exc)
 
 
 def table_result(source: Source, state: State) -> TableLoad:

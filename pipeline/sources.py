@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import hashlib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -18,18 +18,26 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
+from fsspec.utils import glob_translate
+
+from blocks._validation import check_identifier
 
 Format = Literal["csv", "parquet", "jsonl"]
+# What a load does with rows whose cursor it can't trust (NULL, or later than the run's start):
+# refuse the table, or load them and name them in the run's summary and alert.
+OnUntrustedCursor = Literal["fail", "load and report"]
 HTTP_SCHEMES = ("https://", "http://")
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", *HTTP_SCHEMES)
 
 
 class SourceError(ValueError):
-    """A source file is missing or doesn't match its declaration; names table, file and fix."""
+    """A source file is missing or doesn't match its declaration; names table, file and fix.
+    `transient`: the store could not be reached, so a retry may succeed."""
 
-    def __init__(self, table: str, file: str, detail: str) -> None:
+    def __init__(self, table: str, file: str, detail: str, *, transient: bool = False) -> None:
         super().__init__(f"{table}: {file}: {detail}")
         self.table, self.file, self.detail = table, file, detail
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,30 @@ class Source:
     # False when the cursor tracks changes (e.g. `updated_at`), not events: a backfill window
     # then doesn't apply and the table loads incrementally, so the window's facts find their rows.
     backfill_by_window: bool = True
+    # Cursor values up to this much later than the run's start are trusted (clock skew, rows
+    # written while the run reads); later ones, and NULL, are handled as on_untrusted_cursor says.
+    cursor_tolerance: timedelta = timedelta(hours=1)
+    on_untrusted_cursor: OnUntrustedCursor = "fail"
+    # CSV fields read as NULL, unquoted only: by default just the empty field, so `NA` stays text.
+    csv_null_values: tuple[str, ...] = ("",)
+    # Whether a full load may find no rows (the table is then emptied); otherwise that fails.
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
+        # The name and the columns reach SQL: only plain identifiers, refused when declared.
+        for what, value in [("name", self.name), *(("column", c) for c in self.schema.names)]:
+            try:
+                check_identifier(value, f"source {self.name!r}: {what}")
+            except ValueError as exc:
+                raise ValueError(f"{exc}; fix the source's declaration") from None
         missing = [c for c in (*self.primary_key, self.cursor) if c and c not in self.schema.names]
         if missing:
             raise ValueError(f"source {self.name}: key/cursor columns {missing} not in its schema")
+        if self.on_untrusted_cursor not in ("fail", "load and report"):
+            raise ValueError(
+                f"source {self.name}: on_untrusted_cursor {self.on_untrusted_cursor!r} must be "
+                "'fail' or 'load and report'"
+            )
 
 
 def resolve_files(source: Source) -> list[str]:
@@ -68,7 +95,9 @@ def resolve_files(source: Source) -> list[str]:
     if location.startswith(REMOTE_SCHEMES):
         files = _remote_glob(source) if glob.has_magic(location) else [location]
     elif glob.has_magic(location):
-        files = sorted(glob.glob(location))
+        # As remote globs match: `*` within one folder, `**` across any number of them.
+        matched = glob.glob(location, recursive=True, include_hidden=True)
+        files = sorted(path for path in matched if os.path.isfile(path))
     else:
         files = [location] if Path(location).exists() else []
     if not files:
@@ -82,7 +111,8 @@ def resolve_files(source: Source) -> list[str]:
 
 
 def _remote_glob(source: Source) -> list[str]:
-    """The objects under an s3:// or gs:// glob, listed from the deepest folder without magic."""
+    """The objects under an s3:// or gs:// glob, listed from the deepest folder without magic
+    and matched per path segment as local globs are (`*` never crosses a `/`)."""
     scheme = source.location.split("://", 1)[0]
     filesystem, pattern = pafs.FileSystem.from_uri(source.location)
     folder = pattern[: min(pattern.find(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]
@@ -91,11 +121,12 @@ def _remote_glob(source: Source) -> list[str]:
             pafs.FileSelector(folder, recursive=True, allow_not_found=True)
         )
     except OSError as exc:
-        raise SourceError(source.name, source.location, explain_arrow_error(exc)) from exc
+        raise source_error(source, source.location, exc) from exc
+    matches = re.compile(glob_translate(pattern)).match
     return sorted(
         f"{scheme}://{info.path}"
         for info in listed
-        if info.type == pafs.FileType.File and fnmatch.fnmatchcase(info.path, pattern)
+        if info.type == pafs.FileType.File and matches(info.path)
     )
 
 
@@ -131,7 +162,7 @@ def fingerprint(source: Source, files: Sequence[str]) -> str:
                 continue
             stamp = _size_and_mtime(filesystem, path)
         except OSError as exc:
-            raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+            raise source_error(source, file, exc) from exc
         if stamp is None:
             return ""
         digest.update(f"{file}:{stamp}".encode())
@@ -160,22 +191,45 @@ def read_batches(
     until: datetime | None = None,
     *,
     files: Sequence[str] | None = None,
+    trusted_until: datetime | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream the source file by file in record batches of at most `batch_rows` rows; `files`
     as `resolve_files` listed them (listed here when not given).
 
-    With a cursor, only rows with `since <= cursor <= until` come back; Parquet row groups
-    outside that range are skipped by their statistics, so unchanged data costs little.
+    With a cursor, only rows with `since <= cursor <= until` come back, and every row whose
+    cursor is NULL or after `trusted_until`; Parquet row groups outside that are skipped by
+    their statistics, so unchanged data costs little.
     """
-    window = cursor_filter(source, since, until)
+    for _, batch in read_file_batches(
+        source, batch_rows, since, until, files=files, trusted_until=trusted_until
+    ):
+        yield batch
+
+
+def read_file_batches(
+    source: Source,
+    batch_rows: int = 250_000,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    files: Sequence[str] | None = None,
+    trusted_until: datetime | None = None,
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """`read_batches`, each batch with the file it came from."""
+    window = cursor_filter(source, since, until, trusted_until)
     for file in resolve_files(source) if files is None else files:
-        yield from _file_batches(source, file, batch_rows, window)
+        for batch in _file_batches(source, file, batch_rows, window):
+            yield file, batch
 
 
 def cursor_filter(
-    source: Source, since: datetime | None, until: datetime | None
+    source: Source,
+    since: datetime | None,
+    until: datetime | None,
+    trusted_until: datetime | None = None,
 ) -> pc.Expression | None:
-    """The dataset filter selecting the load window, or None to read everything."""
+    """The dataset filter selecting the load window, or None to read everything. Rows whose
+    cursor can't be trusted are always selected: a window must never hide them."""
     if source.cursor is None:
         return None
     cursor = pc.field(source.cursor)
@@ -187,15 +241,95 @@ def cursor_filter(
     combined = conditions[0]
     for condition in conditions[1:]:
         combined = combined & condition
-    return combined
+    untrusted = cursor.is_null()
+    bound = cursor_bound(source, trusted_until)
+    if bound is not None:
+        untrusted = untrusted | (cursor > bound)
+    return combined | untrusted
+
+
+def cursor_bound(source: Source, moment: datetime | None) -> pa.Scalar | None:
+    """`moment` (naive UTC) as a value of the source's cursor type, or None when the cursor
+    is not a time (an id, say) and so has no bound in time."""
+    if moment is None or source.cursor is None:
+        return None
+    kind = source.schema.field(source.cursor).type
+    if pa.types.is_timestamp(kind):
+        return pa.scalar(moment, pa.timestamp(kind.unit, kind.tz))
+    if pa.types.is_date(kind):
+        return pa.scalar(moment.date(), kind)
+    return None
+
+
+def untrusted_mask(cursor: pa.Array, bound: pa.Scalar | None) -> pa.Array:
+    """Which of these cursor values are NULL or after `bound`."""
+    if bound is None:
+        return pc.is_null(cursor)
+    return pc.fill_null(pc.or_kleene(pc.is_null(cursor), pc.greater(cursor, bound)), False)
+
+
+@dataclass(frozen=True)
+class UntrustedRow:
+    """A source row whose cursor is NULL or too late: where it is, its key and its cursor."""
+
+    file: str
+    row: int  # 1 is the file's first row of data (a CSV header is not counted)
+    key: str  # e.g. "id=17"
+    cursor: str  # the column
+    value: datetime | date | int | str | None
+
+    def __str__(self) -> str:
+        value = "NULL" if self.value is None else str(self.value)
+        return f"{self.file} row {self.row} ({self.key}): {self.cursor} = {value}"
+
+
+def find_untrusted_rows(
+    source: Source, file: str, bound: pa.Scalar | None, limit: int
+) -> tuple[int, list[UntrustedRow]]:
+    """Count the rows of `file` with a NULL or too late cursor and locate the first `limit`:
+    a second read of the key and cursor columns, made only when there are some."""
+    assert source.cursor is not None
+    columns = [*source.primary_key, source.cursor]
+    only_these = Source(
+        source.name, file, source.format, pa.schema([source.schema.field(c) for c in columns]),
+        source.primary_key, source.cursor, csv_null_values=source.csv_null_values,
+    )  # fmt: skip
+    total, offset = 0, 0
+    found: list[UntrustedRow] = []
+    for batch in _file_batches(only_these, file, 250_000, None, check=False):
+        mask = untrusted_mask(batch.column(source.cursor), bound)
+        indices = pc.indices_nonzero(mask).to_pylist()
+        total += len(indices)
+        for index in indices[: max(0, limit - len(found))]:
+            row = batch.slice(index, 1).to_pylist()[0]
+            key = ", ".join(f"{k}={row[k]!r}" for k in source.primary_key)
+            found.append(UntrustedRow(file, offset + index + 1, key, source.cursor,
+                                      row[source.cursor]))  # fmt: skip
+        offset += batch.num_rows
+    return total, found
+
+
+# What Arrow says of a file with no bytes: no rows, which the load plan then judges.
+EMPTY_FILE_SIGNS = ("Empty CSV file", "Empty JSON stream")
 
 
 def _file_batches(
-    source: Source, file: str, batch_rows: int, window: pc.Expression | None
+    source: Source,
+    file: str,
+    batch_rows: int,
+    window: pc.Expression | None,
+    *,
+    check: bool = True,
 ) -> Iterator[pa.RecordBatch]:
     try:
-        dataset = _dataset(source, file)
-        check_columns(source, file, dataset.schema)
+        try:
+            dataset = _dataset(source, file)
+        except pa.ArrowInvalid as exc:
+            if any(sign in str(exc) for sign in EMPTY_FILE_SIGNS):
+                return
+            raise
+        if check:
+            check_columns(source, file, dataset.schema)
         scanner = dataset.scanner(
             columns=source.schema.names,
             filter=window,
@@ -212,7 +346,7 @@ def _file_batches(
     except SourceError:
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
-        raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+        raise source_error(source, file, exc) from exc
 
 
 def _scan_options(source: Source, file: str) -> ds.FragmentScanOptions | None:
@@ -232,9 +366,14 @@ def _file_format(source: Source) -> ds.FileFormat:
     if source.format == "parquet":
         return ds.ParquetFileFormat()
     if source.format == "csv":
+        # Arrow's defaults read `NA`, `null`, `nan`, `N/A`... as NULL, even in text columns and
+        # quoted: text must stay text, so only the declared values, and only unquoted.
         return ds.CsvFileFormat(
             convert_options=pacsv.ConvertOptions(
-                column_types=source.schema, strings_can_be_null=True
+                column_types=source.schema,
+                null_values=list(source.csv_null_values),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
             ),
             read_options=pacsv.ReadOptions(block_size=1 << 24),
         )
@@ -287,7 +426,25 @@ def _conform(source: Source, file: str, batch: pa.RecordBatch) -> pa.RecordBatch
     try:
         return batch.select(source.schema.names).cast(source.schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise SourceError(source.name, file, explain_arrow_error(exc)) from exc
+        raise source_error(source, file, exc) from exc
+
+
+# Signs, in an error of Arrow's or fsspec's store clients, that the store could not be reached
+# rather than that the file is missing, forbidden or malformed.
+UNREACHABLE_SIGNS = (
+    "NETWORK_CONNECTION", "curlCode", "Couldn't connect", "Connection reset", "Connection refused",
+    "timed out", "Timeout", "SlowDown", "ServiceUnavailable", "503", "Temporary failure",
+)  # fmt: skip
+
+
+def source_error(source: Source, file: str, exc: BaseException) -> SourceError:
+    """A SourceError explaining `exc`, marked transient when the store was out of reach."""
+    unreachable = isinstance(exc, ConnectionError | TimeoutError) or (
+        isinstance(exc, OSError)
+        and not isinstance(exc, FileNotFoundError | PermissionError)
+        and any(sign in str(exc) for sign in UNREACHABLE_SIGNS)
+    )
+    return SourceError(source.name, file, explain_arrow_error(exc), transient=unreachable)
 
 
 def explain_arrow_error(exc: BaseException) -> str:

@@ -15,12 +15,40 @@ def loads_markdown(results: list[TableLoad]) -> str:
     ]
     for r in results:
         status = f"failed: {r.error}" if r.error else "ok"
+        if r.untrusted_count:
+            status += f", {r.untrusted_count:,} rows with an untrusted cursor loaded (below)"
         lines.append(
             f"| {r.table} | {r.mode} | {r.rows_read:,} | {r.inserted:,} | {r.updated:,} "
             f"| {r.watermark_before or '-'} | {r.watermark_after or '-'} | {r.seconds:.2f} "
             f"| {status.replace('|', '/')} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + untrusted_rows_markdown(results))
+
+
+def untrusted_rows_markdown(results: list[TableLoad]) -> list[str]:
+    """The rows loaded although their cursor is NULL or later than the run's start."""
+    reported = [r for r in results if r.untrusted_count]
+    if not reported:
+        return []
+    lines = [
+        "",
+        "### Rows loaded with a cursor that can't be trusted",
+        "NULL or later than the run's start (plus the source's cursor_tolerance): they don't "
+        "move the watermark, and are reported on every load until fixed in the source.",
+        "",
+        "| table | file | row | key | cursor value |",
+        "|---|---|--:|---|---|",
+    ]
+    for r in reported:
+        lines += [
+            f"| {r.table} | {row.file} | {row.row} | {row.key} "
+            f"| {row.cursor} = {'NULL' if row.value is None else row.value} |"
+            for row in r.untrusted_rows
+        ]
+        if r.untrusted_count > len(r.untrusted_rows):
+            lines.append(f"| {r.table} | ... {r.untrusted_count - len(r.untrusted_rows):,} more "
+                         "| | | |")  # fmt: skip
+    return lines
 
 
 def elt_markdown(loads: list[TableLoad], built: TransformResult) -> str:
@@ -35,6 +63,12 @@ def elt_markdown(loads: list[TableLoad], built: TransformResult) -> str:
         f"{built.counts.get('tests_warned', 0)} warned, "
         f"{built.counts.get('tests_failed', 0)} failed",
     ]
+    untrusted = sum(load.untrusted_count for load in loads)
+    if untrusted:
+        lines.append(
+            f"- Rows loaded with a cursor that can't be trusted: {untrusted:,} "
+            "(listed in the extract-load-summary artifact)"
+        )
     if built.run_url:
         lines.append(f"- [dbt Cloud run]({built.run_url})")
     lines += [

@@ -5,25 +5,40 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.states import Failed
+from snowflake.connector import errors as sf_errors
 from snowflake.connector import pandas_tools
 
+import flows.extract_load
 import pipeline.loading
 from blocks import Warehouse
 from demo.data import generate_jaffle_shop
-from flows.extract_load import extract_load
+from flows.extract_load import extract_load, load_table
 from pipeline.datasets import DATASETS, Dataset
 from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
-from pipeline.loading import ExtractLoadError, KeyCheck, LoadError, Staged, watermark_after
+from pipeline.loading import (
+    ExtractLoadError,
+    KeyCheck,
+    LoadError,
+    Staged,
+    is_transient,
+    retry_if_transient,
+    watermark_after,
+)
+from pipeline.sources import SourceError
+from tests.support.artifacts import latest_artifact
 from tests.support.environments import save_environment
 from tests.support.warehouses import ConnectionLog
 
@@ -258,6 +273,14 @@ def _retype_subtotal(path: Path) -> None:
     )
 
 
+def _order_in_far_future(path: Path) -> None:
+    table = pq.read_table(path)
+    index = table.schema.get_field_index("ordered_at")
+    times = table["ordered_at"].to_pylist()
+    times[-1] = datetime(9999, 12, 31)
+    pq.write_table(table.set_column(index, "ordered_at", pa.array(times, pa.timestamp("us"))), path)
+
+
 BAD_INPUTS = {
     "missing file": ("raw_products", lambda d: (d / "raw_products.csv").unlink(), "no file found"),
     "malformed row": (
@@ -294,6 +317,16 @@ BAD_INPUTS = {
         "raw_supplies",
         lambda d: _rewrite_csv(d / "raw_supplies.csv", lambda ls: [*ls, ls[1]]),
         "duplicate primary key (id, sku)",
+    ),
+    "far-future cursor": (
+        "raw_orders",
+        lambda d: _order_in_far_future(d / "raw_orders.parquet"),
+        "ordered_at = 9999-12-31 00:00:00",
+    ),
+    "header only": (
+        "raw_stores",
+        lambda d: _rewrite_csv(d / "raw_stores.csv", lambda ls: ls[:1]),
+        "holds no rows (an empty file, or a header only)",
     ),
     "duplicate ascending key": (
         "raw_stores",
@@ -467,3 +500,76 @@ def test_a_backfill_does_not_mark_the_files_as_loaded(
     after = {r.table: r for r in run(environment, data_dir)}
     assert after["raw_orders"].mode == "incremental"
     assert counts(block) == expected_counts(data_dir)
+
+
+def test_rows_loaded_with_an_untrusted_cursor_are_named_in_the_result_and_the_artifact(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block, _ = warehouse
+    orders = replace(JAFFLE_SHOP.source("raw_orders"), on_untrusted_cursor="load and report")
+    monkeypatch.setitem(DATASETS, "orders_reported", Dataset("orders_reported", (orders,)))
+    _order_in_far_future(data_dir / "raw_orders.parquet")
+    [loaded] = run(environment, data_dir, dataset="orders_reported")
+    [row] = loaded.untrusted_rows
+    assert (row.file, row.value) == (str(data_dir / "raw_orders.parquet"), datetime(9999, 12, 31))
+    assert loaded.watermark_after < datetime(9999, 1, 1)
+    assert counts(block) == {"raw_orders": expected_counts(data_dir)["raw_orders"]}
+    markdown = str(latest_artifact("extract-load-summary").data)
+    assert "1 rows with an untrusted cursor loaded" in markdown
+    assert f"| raw_orders | {row.file} | {row.row} | {row.key} | ordered_at = 9999-12-31" in (
+        markdown
+    )
+
+
+def test_a_transient_error_is_retried_and_the_table_loads_but_bad_data_is_tried_once(
+    warehouse: tuple[Warehouse, ConnectionLog],
+    environment: str,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    block, _ = warehouse
+    attempts: dict[str, int] = {}
+    real_publish = pipeline.loading.publish
+
+    def flaky(warehouse: Warehouse, source: Any, *args: Any) -> Any:
+        attempts[source.name] = attempts.get(source.name, 0) + 1
+        if source.name == "raw_orders" and attempts[source.name] == 1:
+            raise ConnectionError("connection reset by peer")
+        if source.name == "raw_stores":
+            raise LoadError(source.name, "bad rows")
+        return real_publish(warehouse, source, *args)
+
+    monkeypatch.setattr(pipeline.loading, "publish", flaky)
+    # The same task without the 10 s wait: the delays are the production task's.
+    assert load_table.retries == 3 and load_table.retry_delay_seconds == [10, 20, 40]
+    monkeypatch.setattr(flows.extract_load, "load_table",
+                        load_table.with_options(retry_delay_seconds=0))  # fmt: skip
+    with pytest.raises(ExtractLoadError, match=r"1 of \d+ tables failed.*raw_stores: bad rows"):
+        run(environment, data_dir)
+    assert (attempts["raw_orders"], attempts["raw_stores"]) == (2, 1)
+    assert counts(block)["raw_orders"] == expected_counts(data_dir)["raw_orders"]
+
+
+TRANSIENT = {
+    "a dropped connection": (ConnectionError("connection reset by peer"), True),
+    "a timeout": (TimeoutError("timed out"), True),
+    "DuckDB's file locked by another process": (duckdb.IOException("Could not set lock"), True),
+    "Snowflake unreachable": (sf_errors.OperationalError("250001: Could not connect"), True),
+    "Snowflake's 503": (sf_errors.ServiceUnavailableError(), True),
+    "a store out of reach": (SourceError("t", "s3://b/k", "cannot read it", transient=True), True),
+    "a malformed file": (SourceError("t", "f.csv", "Row #3: expected 4 columns"), False),
+    "bad rows": (LoadError("t", "duplicate primary key"), False),
+    "bad SQL": (sf_errors.ProgrammingError("SQL compilation error"), False),
+    "a DuckDB constraint": (duckdb.ConstraintException("NOT NULL constraint failed"), False),
+    "a bug": (TypeError("unsupported operand"), False),
+}
+
+
+@pytest.mark.parametrize("case", list(TRANSIENT))
+def test_only_errors_a_retry_could_clear_are_retried(case: str) -> None:
+    error, retried = TRANSIENT[case]
+    assert is_transient(error) is retried
+    assert retry_if_transient(load_table, None, Failed(data=error)) is retried

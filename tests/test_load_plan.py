@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ ORDERS = JAFFLE_SHOP.source("raw_orders")  # an event table: cursor ordered_at
 CUSTOMERS = JAFFLE_SHOP.source("raw_customers")  # change-tracked: cursor updated_at
 STORES = JAFFLE_SHOP.source("raw_stores")  # no cursor: always a full refresh
 HTTP_ORDERS = replace(ORDERS, location="https://data.example.com/raw_orders.parquet")
+STORES_MAY_BE_EMPTY = replace(STORES, allow_empty=True)
+LATE_ORDERS_OK = replace(ORDERS, cursor_tolerance=timedelta(days=2))
+RUN_STARTED = datetime(2025, 1, 6, 2, 0)
 COLUMNS = ("id", "_loaded_at")
 JAN_2 = LoadWindow(datetime(2025, 1, 2), datetime(2025, 1, 2, 23, 59, 59))
 WATERMARK = datetime(2025, 1, 5, 21, 0)
@@ -54,6 +57,7 @@ SPECS = {
             query_watermark=True,
             publish_by="merge",
             record_fingerprint=True,
+            when_empty="keep the table",
         ),
         LoadWindow(since=WATERMARK),
     ),
@@ -81,13 +85,18 @@ SPECS = {
     "a backfill window on an event table merges just that window": Spec(
         LoadFacts(ORDERS, backfill=JAN_2, target_columns=COLUMNS, fingerprint="f1"),
         LoadPlan(
-            "backfill", "the backfill window", JAN_2, query_watermark=True, publish_by="merge"
+            "backfill",
+            "the backfill window",
+            JAN_2,
+            query_watermark=True,
+            publish_by="merge",
+            when_empty="keep the table",
         ),
         JAN_2,
     ),
     "a backfill into a missing event table replaces with the window": Spec(
         LoadFacts(ORDERS, backfill=JAN_2, fingerprint="f1"),
-        LoadPlan("backfill", "the backfill window", JAN_2),
+        LoadPlan("backfill", "the backfill window", JAN_2, when_empty="keep the table"),
         JAN_2,
     ),
     "a backfill is not skipped by an unchanged fingerprint": Spec(
@@ -99,7 +108,12 @@ SPECS = {
             stored_fingerprint="f1",
         ),
         LoadPlan(
-            "backfill", "the backfill window", JAN_2, query_watermark=True, publish_by="merge"
+            "backfill",
+            "the backfill window",
+            JAN_2,
+            query_watermark=True,
+            publish_by="merge",
+            when_empty="keep the table",
         ),
         JAN_2,
     ),
@@ -117,6 +131,7 @@ SPECS = {
             query_watermark=True,
             publish_by="merge",
             record_fingerprint=True,
+            when_empty="keep the table",
         ),
         LoadWindow(since=WATERMARK),
     ),
@@ -165,6 +180,7 @@ SPECS = {
             query_watermark=True,
             publish_by="merge",
             record_fingerprint=True,
+            when_empty="keep the table",
         ),
         LoadWindow(since=WATERMARK),
     ),
@@ -175,8 +191,60 @@ SPECS = {
     ),
     "an http source without a fingerprint is never skipped nor recorded": Spec(
         LoadFacts(HTTP_ORDERS, target_columns=COLUMNS, fingerprint="", stored_fingerprint=""),
-        LoadPlan("incremental", "from the watermark", query_watermark=True, publish_by="merge"),
+        LoadPlan(
+            "incremental",
+            "from the watermark",
+            query_watermark=True,
+            publish_by="merge",
+            when_empty="keep the table",
+        ),
         LoadWindow(since=WATERMARK),
+    ),
+    "a full load that finds no rows fails, unless the source allows an empty table": Spec(
+        LoadFacts(STORES_MAY_BE_EMPTY, target_columns=COLUMNS, fingerprint="f2"),
+        LoadPlan("full refresh", record_fingerprint=True, when_empty="empty the table"),
+        None,
+    ),
+    "cursor values are trusted up to the run's start plus the tolerance; the watermark "
+    "stops at the start": Spec(
+        LoadFacts(
+            LATE_ORDERS_OK, target_columns=COLUMNS, fingerprint="f2", run_started=RUN_STARTED
+        ),
+        LoadPlan(
+            "incremental",
+            "from the watermark",
+            query_watermark=True,
+            publish_by="merge",
+            record_fingerprint=True,
+            when_empty="keep the table",
+            trusted_until=datetime(2025, 1, 8, 2, 0),
+            watermark_limit=RUN_STARTED,
+        ),
+        LoadWindow(since=WATERMARK),
+    ),
+    "a backfill trusts cursor values up to the run's start plus an hour by default": Spec(
+        LoadFacts(ORDERS, backfill=JAN_2, target_columns=COLUMNS, run_started=RUN_STARTED),
+        LoadPlan(
+            "backfill",
+            "the backfill window",
+            JAN_2,
+            query_watermark=True,
+            publish_by="merge",
+            when_empty="keep the table",
+            trusted_until=datetime(2025, 1, 6, 3, 0),
+            watermark_limit=RUN_STARTED,
+        ),
+        JAN_2,
+    ),
+    "a table without a cursor has no cursor bounds": Spec(
+        LoadFacts(STORES, target_columns=COLUMNS, fingerprint="f2", run_started=RUN_STARTED),
+        LoadPlan("full refresh", record_fingerprint=True),
+        None,
+    ),
+    "a replace that copies the rows (Snowflake) stages them in a temporary table": Spec(
+        LoadFacts(STORES, target_columns=COLUMNS, fingerprint="f2", replace_copies_rows=True),
+        LoadPlan("full refresh", record_fingerprint=True, replace_copies_rows=True),
+        None,
     ),
 }
 
@@ -188,7 +256,7 @@ def test_the_plan_follows_from_the_facts(spec: str) -> None:
     assert plan == expected
     assert plan.read_window(WATERMARK if plan.query_watermark else None) == reads
     assert plan.skip == (expected.mode == "unchanged")
-    assert plan.temporary_staging == (expected.publish_by == "merge")
+    assert plan.temporary_staging == (expected.publish_by == "merge" or facts.replace_copies_rows)
 
 
 def may_skip(**facts: Any) -> bool:
@@ -243,14 +311,15 @@ def test_the_executor_skips_an_unchanged_table_after_two_lookups_and_loads_new_r
         unchanged, log.calls = log.calls, []
         generate_jaffle_shop(data, days=3, orders_per_day_at_start=20)
         assert load_source(warehouse, orders).mode == "incremental"
+    # The catalog lookup also looks for a killed load's staging table (none here).
     assert unchanged == ["table_columns", "query SELECT fingerprint FROM"]
     assert log.calls == [
         "table_columns",
         "query SELECT fingerprint FROM",
-        "query SELECT MAX(ordered_at) FROM",
+        'query SELECT MAX("ordered_at") FROM',
         "bulk_load",
         "query SELECT COUNT(*) FROM",  # rows the MERGE will match: the updated count
-        "execute MERGE INTO raw.raw_orders",
-        "execute MERGE INTO raw._elt_source_state",
+        'execute MERGE INTO "raw"."raw_orders"',
+        'execute MERGE INTO "raw"."_elt_source_state"',
         "execute DROP TABLE IF",
     ]

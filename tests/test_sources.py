@@ -203,3 +203,41 @@ def test_sources_over_https_load_through_range_requests(tmp_path: Path, prefect_
 def test_a_glob_over_https_is_refused_with_the_alternative() -> None:
     with pytest.raises(SourceError, match=r"HTTP\(S\) can't list files.*s3:// or gs://"):
         resolve_files(orders_source("https://data.example.com/orders/*.parquet"))
+
+
+def test_an_s3_glob_matches_per_path_segment_like_a_local_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = tmp_path / "orders"
+    for name in ("a.parquet", "2025/b.parquet", "2025/01/c.parquet"):
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_bytes(b"PAR1")
+    patterns = ("*.parquet", "*/*.parquet", "**/*.parquet", "2025/**")
+    locally = {p: [Path(f).relative_to(local).as_posix()
+                   for f in resolve_files(orders_source(f"{local}/{p}"))]
+               for p in patterns}  # fmt: skip
+    with s3_api(monkeypatch) as s3:
+        s3.create_bucket(Bucket="acme-nested")
+        for name in ("a.parquet", "2025/b.parquet", "2025/01/c.parquet"):
+            s3.put_object(Bucket="acme-nested", Key=f"orders/{name}", Body=b"PAR1")
+        remotely = {p: [f.removeprefix("s3://acme-nested/orders/")
+                        for f in resolve_files(orders_source(f"s3://acme-nested/orders/{p}"))]
+                    for p in patterns}  # fmt: skip
+    assert remotely["*.parquet"] == ["a.parquet"]  # `*` never crosses a `/`
+    assert remotely["*/*.parquet"] == ["2025/b.parquet"]
+    assert remotely["**/*.parquet"] == ["2025/01/c.parquet", "2025/b.parquet", "a.parquet"]
+    assert remotely == locally
+
+
+@pytest.mark.parametrize(
+    "name", ["raw_items; DROP TABLE raw.raw_orders; --", "raw orders", "1st_orders", 'x"y']
+)
+def test_a_source_name_that_is_not_a_plain_identifier_is_refused_when_declared(name: str) -> None:
+    with pytest.raises(ValueError, match=r"is not a plain SQL identifier.*fix the source's decl"):
+        Source(name, "x.parquet", "parquet", ORDERS, ("id",))
+
+
+def test_a_column_that_is_not_a_plain_identifier_is_refused_when_declared() -> None:
+    schema = ORDERS.append(pa.field("total; --", pa.int64()))
+    with pytest.raises(ValueError, match=r"source 'raw_orders': column 'total; --' is not a plain"):
+        Source("raw_orders", "x.parquet", "parquet", schema, ("id",))

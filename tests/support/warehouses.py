@@ -117,3 +117,20 @@ def warehouse(
     else:
         with fakesnow_warehouse(private_key_pem) as pair:
             yield pair
+
+
+@contextmanager
+def warehouse_on_disk(kind: str, folder: Path, private_key_pem: str) -> Iterator[Warehouse]:
+    """A warehouse whose data lives in `folder`, so several processes can use it in turn:
+    a DuckDB file, or fakesnow keeping its databases there."""
+    if kind == "duckdb":
+        yield DuckDBWarehouse(path=str(folder / "warehouse.duckdb"))
+        return
+    with fakesnow.patch(db_path=folder):
+        yield SnowflakeWarehouse(
+            account="myorg-myaccount",
+            user="LOADER",
+            private_key=private_key_pem,
+            warehouse="LOADING",
+            database="ELT_TEST",
+        )
