@@ -19,6 +19,7 @@ from prefect.events import Event, emit_event
 
 from blocks import Alert, AlertSink, load_environment
 from pipeline.failures import failed_parts, failure_of, failure_reason
+from pipeline.loading import TableLoad
 
 logger = logging.getLogger("prefect.elt.alerts")
 
@@ -103,7 +104,32 @@ def alert_on_flow_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
         announce_handled(flow.name, flow_run, state, "alert sent")
 
 
+def reported_rows(result: Any) -> list[str]:
+    """The loaded-and-reported rows (untrusted cursors) in a flow's result, a line per table."""
+    loads = result if isinstance(result, list) else (result[0] if isinstance(result, tuple) else [])
+    return [
+        f"{load.table}: {load.untrusted_count:,} rows loaded with an untrusted cursor, e.g. "
+        + "; ".join(str(row) for row in load.untrusted_rows[:3])
+        for load in loads
+        if isinstance(load, TableLoad) and load.untrusted_count
+    ]
+
+
+def alert_on_reported_rows(flow: Any, flow_run: FlowRun, state: State) -> None:
+    """`on_completion` hook: a run that loaded rows it was told to report says so, once."""
+    if flow_run.parent_task_run_id is not None:
+        return  # the calling flow's result holds the same loads
+    lines = reported_rows(state.result(raise_on_failure=False))
+    if lines:
+        alert = build_alert(flow.name, flow_run, state)
+        deliver(flow_run, alert.model_copy(update={
+            "state": "Completed, with rows to check",
+            "reason": " | ".join(lines),
+        }))  # fmt: skip
+
+
 FLOW_HOOKS: dict[str, Any] = {
     "on_failure": [alert_on_flow_failure],
     "on_crashed": [alert_on_flow_failure],
+    "on_completion": [alert_on_reported_rows],
 }

@@ -502,17 +502,19 @@ def test_a_backfill_does_not_mark_the_files_as_loaded(
     assert counts(block) == expected_counts(data_dir)
 
 
-def test_rows_loaded_with_an_untrusted_cursor_are_named_in_the_result_and_the_artifact(
+def test_rows_loaded_with_an_untrusted_cursor_are_named_in_the_result_artifact_and_alert(
     warehouse: tuple[Warehouse, ConnectionLog],
     environment: str,
     data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     block, _ = warehouse
     orders = replace(JAFFLE_SHOP.source("raw_orders"), on_untrusted_cursor="load and report")
     monkeypatch.setitem(DATASETS, "orders_reported", Dataset("orders_reported", (orders,)))
     _order_in_far_future(data_dir / "raw_orders.parquet")
-    [loaded] = run(environment, data_dir, dataset="orders_reported")
+    with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
+        [loaded] = run(environment, data_dir, dataset="orders_reported")
     [row] = loaded.untrusted_rows
     assert (row.file, row.value) == (str(data_dir / "raw_orders.parquet"), datetime(9999, 12, 31))
     assert loaded.watermark_after < datetime(9999, 1, 1)
@@ -522,6 +524,8 @@ def test_rows_loaded_with_an_untrusted_cursor_are_named_in_the_result_and_the_ar
     assert f"| raw_orders | {row.file} | {row.row} | {row.key} | ordered_at = 9999-12-31" in (
         markdown
     )
+    [alert] = [r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts"]
+    assert "Completed, with rows to check" in alert and str(row) in alert
 
 
 def test_a_transient_error_is_retried_and_the_table_loads_but_bad_data_is_tried_once(
