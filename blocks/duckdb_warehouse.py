@@ -161,6 +161,17 @@ class DuckDBWarehouse(Warehouse):
             self.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
             self.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {table}")
 
+    def close_dbt_connections(self) -> None:
+        # dbt-duckdb keeps its database open after a run: this process could not open the file
+        # again with other settings, and the open objects leak noisily at interpreter exit.
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        try:
+            DuckDBConnectionManager.env().close()
+        except Exception:  # dbt never connected in this process
+            return
+        DuckDBConnectionManager.close_all_connections()
+
     def dbt_env(self) -> dict[str, str]:
         return {
             "ELT_DUCKDB_PATH": str(Path(self.path).resolve()),

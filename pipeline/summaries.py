@@ -33,7 +33,7 @@ def elt_markdown(loads: list[TableLoad], built: TransformResult) -> str:
         f"- Transform ({built.runner}): {built.counts.get('models', 0)} models built, "
         f"{built.counts.get('tests_passed', 0)} tests passed, "
         f"{built.counts.get('tests_warned', 0)} warned, "
-        f"{built.counts.get('tests_failed', 0)} failed",
+        f"{built.counts.get('tests_failed', 0)} failed; {built.scope_text}",
     ]
     if built.run_url:
         lines.append(f"- [dbt Cloud run]({built.run_url})")
