@@ -165,7 +165,9 @@ class DuckDBWarehouse(Warehouse):
         # dbt-duckdb keeps its database open after a run: this process could not open the file
         # again with other settings, and the open objects leak noisily at interpreter exit.
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+        from dbt.adapters.factory import reset_adapters
 
+        reset_adapters()  # drops the adapters' cursors on the database
         try:
             DuckDBConnectionManager.env().close()
         except Exception:  # dbt never connected in this process

@@ -19,7 +19,7 @@ from pipeline.loading import (
     table_result,
 )
 from pipeline.sources import Source
-from pipeline.summaries import loads_markdown
+from pipeline.summaries import loads_line, loads_markdown
 
 DEFAULT_DATA_DIR = "data/jaffle"
 
@@ -82,6 +82,7 @@ def extract_load(
         markdown=loads_markdown(results),
         description="Rows and watermarks per table",
     )
+    print(loads_line(results))
     raise_if_any_failed(results)
     return results
 

@@ -74,9 +74,8 @@ def plan_build(facts: BuildFacts) -> BuildPlan:
     if not facts.loaded:
         return BuildPlan("nothing", "no source received rows since the last complete build")
     loaded = tuple(sorted(facts.loaded))
-    return BuildPlan(
-        "downstream", f"only {', '.join(loaded)} received rows: built what they feed", loaded
-    )
+    said = f"only {', '.join(loaded)} received rows: built what they feed, left the rest as built"
+    return BuildPlan("downstream", said, loaded)
 
 
 def selects_itself(args: Iterable[str]) -> bool:
