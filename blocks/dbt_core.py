@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ TARGET_PATTERN = r"^[A-Za-z0-9_-]*$"
 
 
 class DbtCoreTransform(Block):
-    """A dbt Core project in this repository, run in-process with one Prefect task per node."""
+    """A dbt Core project in this repository, run in-process; rebuilds only what new rows feed."""
 
     _block_type_name = "dbt Core Transform"
     _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/5zE9lxfzBHjw3tnEup4wWL/9a001902ed43a84c6c96d23b24622e19/dbt-bit_tm.png?h=250"  # type: ignore[assignment]
@@ -87,10 +88,13 @@ class DbtCoreTransform(Block):
             )
         return value
 
-    def command_args(self) -> list[str]:
-        """The command as dbt CLI arguments, with project, profiles and threads set."""
+    def command_words(self) -> list[str]:
+        """The dbt command and its own arguments, e.g. `["build", "--select", "marts+"]`."""
+        return shlex.split(self.command)
+
+    def project_args(self) -> list[str]:
+        """Project, profiles and threads as dbt CLI arguments (every dbt command takes them)."""
         return [
-            *shlex.split(self.command),
             "--project-dir",
             str(Path(self.project_dir)),
             "--profiles-dir",
@@ -99,9 +103,19 @@ class DbtCoreTransform(Block):
             str(self.threads),
         ]
 
-    def run(self, warehouse: Warehouse) -> TransformResult:
-        """Build the project on `warehouse`, freshness first; raise DbtCoreError if it fails."""
+    def command_args(self) -> list[str]:
+        """The command as dbt CLI arguments, with project, profiles and threads set."""
+        return [*self.command_words(), *self.project_args()]
+
+    def run(
+        self,
+        warehouse: Warehouse,
+        loaded: Collection[str] | None = None,
+        full_refresh: bool = False,
+    ) -> TransformResult:
+        """Build on `warehouse` what the raw tables in `loaded` feed (None: everything),
+        freshness first; raise DbtCoreError if it fails."""
         # Imported here so that `import blocks` does not import dbt.
         from pipeline.dbt_core import run_dbt_core
 
-        return run_dbt_core(self, warehouse)
+        return run_dbt_core(self, warehouse, loaded, full_refresh)

@@ -161,6 +161,19 @@ class DuckDBWarehouse(Warehouse):
             self.execute(f"DROP TABLE IF EXISTS {self.qualified(table)}")
             self.execute(f"ALTER TABLE {self.qualified(staging)} RENAME TO {self.quote(table)}")
 
+    def close_dbt_connections(self) -> None:
+        # dbt-duckdb keeps its database open after a run: this process could not open the file
+        # again with other settings, and the open objects leak noisily at interpreter exit.
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+        from dbt.adapters.factory import reset_adapters
+
+        reset_adapters()  # drops the adapters' cursors on the database
+        try:
+            DuckDBConnectionManager.env().close()
+        except Exception:  # dbt never connected in this process
+            return
+        DuckDBConnectionManager.close_all_connections()
+
     def dbt_env(self) -> dict[str, str]:
         return {
             "ELT_DUCKDB_PATH": str(Path(self.path).resolve()),

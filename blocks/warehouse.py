@@ -88,6 +88,9 @@ class Warehouse(Block, ABC):
     def dbt_env(self) -> dict[str, str]:
         """Environment variables the dbt profile reads for this warehouse (credentials included)."""
 
+    def close_dbt_connections(self) -> None:
+        """Close what dbt's adapter for this warehouse keeps open after a run (if anything)."""
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Commit everything inside on success, roll all of it back on any error."""

@@ -1,22 +1,40 @@
 """`make demo`: generate the demo data, run the ELT locally, and say where to look.
 
-A second run adds a week of new orders first, so it shows an incremental load.
+A second run adds a week of new orders first, so it shows an incremental load and a dbt run
+that rebuilds only what the new orders feed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
-from prefect.settings import PREFECT_UI_URL
-
-from blocks import DuckDBWarehouse, load_environment
-from demo.data import generate_jaffle_shop
-from flows.elt import elt
-from flows.extract_load import DEFAULT_DATA_DIR
-
 FIRST_DAYS, DAYS_PER_RERUN = 30, 7
+
+
+class StageLinesOnly(logging.Filter):
+    """Keep each task's `Finished in state Completed()` off the console (the UI keeps them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "prefect.task_runs" and record.levelno <= logging.INFO)
+
+
+def set_up_console() -> None:
+    """Prefect's console format, colour only on a terminal, a line per stage."""
+    if not sys.stdout.isatty():
+        os.environ.setdefault("PREFECT_LOGGING_COLORS", "false")
+    from prefect.logging.configuration import setup_logging
+
+    # Before dbt is imported: its usage tracker calls logging.basicConfig(), which Prefect
+    # would take for the user's own logging and then leave its console handler out.
+    setup_logging()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if not type(handler).__name__.startswith("APILog"):
+                handler.addFilter(StageLinesOnly())
 
 
 def next_dataset(data_dir: Path) -> tuple[int, bool]:
@@ -27,43 +45,47 @@ def next_dataset(data_dir: Path) -> tuple[int, bool]:
     return FIRST_DAYS, False
 
 
-def mart_preview(warehouse: DuckDBWarehouse) -> list[tuple[object, ...]]:
-    """The top customers by lifetime spend, read from the customers mart."""
-    with warehouse:
-        return warehouse.query(
-            "SELECT customer_name, count_lifetime_orders, lifetime_spend, customer_type "
-            f"FROM {warehouse.transform_schema}.customers "
-            "ORDER BY lifetime_spend DESC, customer_id LIMIT 5"
-        )
+def main(data_dir: Path | None = None) -> int:
+    set_up_console()
+    from prefect.settings import PREFECT_UI_URL
 
+    from blocks import DuckDBWarehouse, load_environment
+    from demo.data import generate_jaffle_shop
+    from flows.elt import elt
+    from flows.extract_load import DEFAULT_DATA_DIR
+    from pipeline.summaries import text_table
 
-def main(data_dir: Path = Path(DEFAULT_DATA_DIR)) -> int:
+    data_dir = data_dir or Path(DEFAULT_DATA_DIR)
+
     days, rerun = next_dataset(data_dir)
     print(f"Generating {days} days of jaffle-shop orders in {data_dir}/"
           + (f" ({DAYS_PER_RERUN} new days since the last demo)" if rerun else ""))  # fmt: skip
     generate_jaffle_shop(data_dir, days=days)
-    print("Running the `elt` flow (extract-load, then dbt build) ...")
     state = elt(data_dir=str(data_dir), return_state=True)
-    flow_run_id = state.state_details.flow_run_id
     ui = (PREFECT_UI_URL.value() or "http://127.0.0.1:4200").rstrip("/")
-    print(f"\nRun: {state.name}. See it in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
+    print(f"\nRun: {state.name}. In the Prefect UI: {ui}/runs/flow-run/"
+          f"{state.state_details.flow_run_id}")  # fmt: skip
     if not state.is_completed():
         print(f"The run failed: {state.message}", file=sys.stderr)
         return 1
     (data_dir / "_demo.json").write_text(json.dumps({"days": days}))
     loads, built = state.result()
-    mode = "incrementally (only the new rows)" if rerun else "from scratch"
-    print(f"Loaded {sum(x.inserted + x.updated for x in loads):,} rows {mode}; "
-          f"dbt built {built.counts.get('models', 0)} models and passed "
-          f"{built.counts.get('tests_passed', 0)} tests.")  # fmt: skip
+    print(f"Loaded {sum(x.inserted + x.updated for x in loads):,} rows "
+          + ("incrementally (only the new rows)" if rerun else "from scratch")
+          + f"; dbt built {built.counts['models']} models, passed {built.counts['tests_passed']}"
+          f" tests; {built.scope_text}.")  # fmt: skip
     warehouse = load_environment("local").warehouse
     if isinstance(warehouse, DuckDBWarehouse):
-        print(f"Warehouse: DuckDB file {Path(warehouse.path).resolve()}")
-        print("Top customers (analytics.customers):")
-        for row in mart_preview(warehouse):
-            print("  ", row)
-    print("Run `make demo` again to load a week of new orders incrementally; `make stop` stops "
-          "the Prefect server.")  # fmt: skip
+        with warehouse:
+            rows = warehouse.query(
+                "SELECT customer_name, count_lifetime_orders, lifetime_spend, customer_type "
+                f"FROM {warehouse.transform_schema}.customers "
+                "ORDER BY lifetime_spend DESC, customer_id LIMIT 5"
+            )
+        print(f"\nTop customers ({warehouse.transform_schema}.customers in "
+              f"{Path(warehouse.path).resolve()}):")  # fmt: skip
+        print(text_table(["customer", "orders", "spend", "type"], rows))
+    print("\n`make demo` again loads a week of new orders; `make stop` stops the Prefect server.")
     return 0
 
 

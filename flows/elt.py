@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.extract_load import DEFAULT_DATA_DIR, extract_load
 from flows.transform import transform
 from pipeline.alerting import FLOW_HOOKS
+from pipeline.build_plan import loaded_tables
 from pipeline.loading import TableLoad
 from pipeline.summaries import elt_markdown
 from pipeline.transform_result import TransformResult
@@ -33,7 +34,8 @@ def elt(
         backfill_end=backfill_end,
         dataset=dataset,
     )
-    built = transform(environment=environment)
+    # dbt builds only what the tables that received rows feed (everything on a full refresh).
+    built = transform(environment, sorted(loaded_tables(loads)), full_refresh)
     create_markdown_artifact(key="elt-summary", markdown=elt_markdown(loads, built))
     return loads, built
 

@@ -22,7 +22,7 @@ from pipeline.loading import (
     table_result,
 )
 from pipeline.sources import Source
-from pipeline.summaries import loads_markdown
+from pipeline.summaries import loads_line, loads_markdown
 from pipeline.warehouse_limit import writing_to_the_warehouse
 
 DEFAULT_DATA_DIR = "data/jaffle"
@@ -91,6 +91,7 @@ def extract_load(
         markdown=loads_markdown(results),
         description="Rows and watermarks per table",
     )
+    print(loads_line(results))
     raise_if_any_failed(results)
     return results
 

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from prefect import flow
 
-from blocks import load_environment
+from blocks import DbtCoreTransform, load_environment
 from pipeline.alerting import FLOW_HOOKS
 from pipeline.dbt_results import publish_transform_result
 from pipeline.transform_result import TransformError, TransformResult
 from pipeline.warehouse_limit import writing_to_the_warehouse
 
 
-@flow(name="transform", log_prints=True, **FLOW_HOOKS)
-def transform(environment: str = "local") -> TransformResult:
-    """Run the environment's transform block (dbt Core in-process, or a dbt Cloud job)."""
+# One retry: dbt Core's re-runs only the nodes that failed or were skipped (`dbt retry`).
+@flow(name="transform", log_prints=True, retries=1, **FLOW_HOOKS)
+def transform(
+    environment: str = "local", loaded: list[str] | None = None, full_refresh: bool = False
+) -> TransformResult:
+    """Run the environment's transform block. dbt Core builds what the raw tables in `loaded`
+    feed (all of it when `loaded` is None or the project changed); a dbt Cloud job builds all."""
     settings = load_environment(environment)
     transform_block = settings.transform
     result: TransformResult | None = None
     try:
         with writing_to_the_warehouse(environment):
-            result = transform_block.run(settings.warehouse)
+            if isinstance(transform_block, DbtCoreTransform):
+                result = transform_block.run(settings.warehouse, loaded, full_refresh)
+            else:
+                result = transform_block.run(settings.warehouse)
         return result
     except TransformError as failed:
         result = failed.result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Number
+
 from pipeline.loading import TableLoad
 from pipeline.transform_result import TransformResult
 
@@ -51,6 +53,33 @@ def untrusted_rows_markdown(results: list[TableLoad]) -> list[str]:
     return lines
 
 
+def loads_line(results: list[TableLoad]) -> str:
+    """The load in one line: tables, rows loaded and read, seconds, rows/s."""
+    loaded = sum(r.inserted + r.updated for r in results)
+    read = sum(r.rows_read for r in results)
+    seconds = sum(r.seconds for r in results)
+    rate = f", {read / seconds:,.0f} rows/s" if seconds else ""
+    unchanged = sum(r.mode == "unchanged" for r in results)
+    return (
+        f"extract-load: {len(results)} tables ({unchanged} unchanged), {loaded:,} rows loaded "
+        f"of {read:,} read in {seconds:.1f} s{rate}"
+    )
+
+
+def text_table(header: list[str], rows: list[tuple[object, ...]]) -> str:
+    """Rows as an aligned plain-text table: numbers right-aligned, text left."""
+    cells = [[str(value) for value in row] for row in [tuple(header), *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [all(isinstance(row[i], Number) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if is_number else cell.ljust(width)
+            for cell, width, is_number in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+        for row in cells
+    )
+
+
 def elt_markdown(loads: list[TableLoad], built: TransformResult) -> str:
     """The run in a few lines: rows per table, models built, tests by outcome, timings."""
     rows_loaded = sum(load.inserted + load.updated for load in loads)
@@ -61,7 +90,7 @@ def elt_markdown(loads: list[TableLoad], built: TransformResult) -> str:
         f"- Transform ({built.runner}): {built.counts.get('models', 0)} models built, "
         f"{built.counts.get('tests_passed', 0)} tests passed, "
         f"{built.counts.get('tests_warned', 0)} warned, "
-        f"{built.counts.get('tests_failed', 0)} failed",
+        f"{built.counts.get('tests_failed', 0)} failed; {built.scope_text}",
     ]
     untrusted = sum(load.untrusted_count for load in loads)
     if untrusted:

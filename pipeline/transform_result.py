@@ -119,6 +119,19 @@ class TransformResult:
     run_url: str = ""
     artifact_links: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # shown with the artifact links
+    scope: str = "everything"  # everything, downstream (of sources with rows), retry, nothing
+    scope_reason: str = ""  # why, in words for the summary
+
+    @property
+    def scope_text(self) -> str:
+        """What was built and why, e.g. `nothing rebuilt: no source received rows ...`."""
+        words = {
+            "everything": "built everything",
+            "downstream": "built only what changed",
+            "retry": "re-ran only what failed",
+            "nothing": "nothing rebuilt",
+        }.get(self.scope, self.scope)
+        return f"{words}: {self.scope_reason}" if self.scope_reason else words
 
     @property
     def artifact_key(self) -> str:

@@ -66,6 +66,26 @@ def test_the_run_publishes_summary_and_dbt_results_artifacts(environment: dict[s
     assert "model.jaffle_shop.customers" in str(results)
 
 
+def test_a_rerun_without_new_rows_builds_no_model_and_says_why(
+    environment: dict[str, Any],
+) -> None:
+    loads, built = elt(environment=environment["name"], data_dir=str(environment["data"]))
+    assert {load.mode for load in loads} == {"unchanged"}
+    assert (built.scope, built.nodes) == ("nothing", [])
+    summary = str(latest_artifact("elt-summary").data)
+    assert "nothing rebuilt: no source received rows since the last complete build" in summary
+
+
+def test_new_orders_rebuild_what_orders_feed_and_leave_products_locations_supplies(
+    environment: dict[str, Any],
+) -> None:
+    built = transform(environment["name"], ["raw_orders", "raw_items"])
+    models = {node.unique_id.split(".")[-1] for node in built.nodes if node.is_model}
+    assert {"stg_orders", "stg_order_items", "orders", "order_items", "customers"} <= models
+    assert not models & {"products", "locations", "supplies", "stg_products", "stg_supplies"}
+    assert (built.scope, built.counts["tests_failed"]) == ("downstream", 0)
+
+
 def test_the_dbt_core_blocks_run_returns_dbts_typed_results(environment: dict[str, Any]) -> None:
     block = DbtCoreTransform(
         project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2
@@ -128,3 +148,24 @@ def test_a_broken_dbt_test_fails_the_flow_alerts_once_and_lists_the_test_first(
     assert len(alerts) == 1 and "unique_stg_orders_order_id" in alerts[0]
     first = latest_artifact("dbt-core-results").data
     assert "unique_stg_orders_order_id" in str(first).split("},")[0]
+
+
+def test_a_retry_of_a_failed_transform_reruns_only_what_failed_or_was_skipped(
+    environment: dict[str, Any],
+) -> None:
+    warehouse = environment["warehouse"]
+    with warehouse.fresh() as own:
+        own.execute("INSERT INTO raw.raw_orders SELECT * FROM raw.raw_orders LIMIT 1")
+    try:
+        state = transform(environment=environment["name"], return_state=True)
+    finally:
+        with warehouse.fresh() as own:
+            own.execute(
+                "DELETE FROM raw.raw_orders WHERE rowid = (SELECT MAX(rowid) FROM raw.raw_orders)"
+            )
+    retried = state.result(raise_on_failure=False).result
+    assert retried.scope == "retry"
+    assert "test.jaffle_shop.unique_stg_orders_order_id" in retried.failures[0]
+    passed = {node.unique_id for node in retried.nodes if node.status is NodeStatus.PASSED}
+    assert "model.jaffle_shop.products" not in passed  # built in the failed attempt, not again
+    assert {node.status for node in retried.nodes} <= {NodeStatus.FAILED, NodeStatus.SKIPPED}

@@ -89,3 +89,4 @@ def test_the_readme_run_blocks_work_in_a_fresh_checkout_and_a_second_demo_is_inc
     assert "Deployed: local-daily, local-hourly, local-on-demand, local-window" in "".join(outputs)
     again = run_block(RUN_BLOCKS[0], root, env)
     assert "incrementally (only the new rows)" in again, again[-3000:]
+    assert "built only what changed" in again and "left the rest as built" in again
