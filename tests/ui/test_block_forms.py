@@ -9,6 +9,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect_dbt.cloud import DbtCloudCredentials
@@ -29,6 +31,9 @@ Pick = tuple[str, str, type[Block] | None]
 
 pytestmark = pytest.mark.ui
 SECRET_TOKEN = "dbtc_ui_secret_token_value"
+SAVE_TIMEOUT_MS = 90_000
+CLICK_TIMEOUT_MS = 10_000  # from a click on Save to the form's validation request
+SAVE_CLICKS = 3
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/uisecretwebhook"
 
 
@@ -43,8 +48,11 @@ def ui_url(api_url: str, path: str) -> str:
 
 def fill_form(page: Any, fields: dict[str, str]) -> None:
     for label, value in fields.items():
-        box = page.get_by_label(label, exact=True)
-        box.fill(value)
+        page.get_by_label(label, exact=True).fill(value)
+    for label, value in fields.items():  # still there: the form did not reload its values
+        # A one-line box turns the newlines of what is typed into spaces (see #15).
+        typed = re.compile(r"^\s*" + r"\s*".join(map(re.escape, value.split("\n"))) + r"\s*$")
+        expect(page.get_by_label(label, exact=True)).to_have_value(typed)
 
 
 def create(
@@ -61,8 +69,7 @@ def create(
     fill_form(page, {"Name": name, **fields})
     for label, document, member in picks:
         pick_document(page, label, document, member)
-    page.get_by_role("button", name="Save").click()
-    page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}"))
+    save(page, "POST")
     return str(page.url)
 
 
@@ -81,7 +88,50 @@ def edit(page: Any, block_url: str, fields: dict[str, str], picks: Sequence[Pick
     fill_form(page, fields)
     for label, document, member in picks:
         pick_document(page, label, document, member)
-    page.get_by_role("button", name="Save").click()
+    save(page, "PATCH")
+
+
+def click_save(page: Any) -> None:
+    """Click Save until the form acts on it (it first asks the server to validate the values).
+
+    A click can be lost: the create form's Save button turns disabled while the name typed is
+    being checked, and a click landing as it re-renders does nothing. The validation request
+    comes before any save request, so clicking again when none was sent can't save twice.
+    """
+    for _ in range(SAVE_CLICKS):
+        try:
+            with page.expect_request(
+                lambda r: r.method == "POST" and "/ui/schemas/validate" in r.url,
+                timeout=CLICK_TIMEOUT_MS,
+            ):
+                page.get_by_role("button", name="Save").click()
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(
+        f"{SAVE_CLICKS} clicks on Save, and the form never acted; toasts: "
+        f"{page.locator('[data-sonner-toast]').all_inner_texts()}; "
+        f"page: {page.inner_text('main')[:1500]!r}"
+    )
+
+
+def save(page: Any, method: str) -> None:
+    """Save the form and wait for the saved document's page; fail with what the server or the
+    page said when the save request is refused or never sent."""
+    try:
+        with page.expect_response(
+            lambda r: r.request.method == method and "/api/block_documents" in r.url,
+            timeout=SAVE_TIMEOUT_MS,
+        ) as sent:
+            click_save(page)
+    except PlaywrightTimeoutError:
+        toasts = page.locator("[data-sonner-toast]").all_inner_texts()
+        raise AssertionError(
+            f"the form validated but sent no {method} within {SAVE_TIMEOUT_MS // 1000} s; "
+            f"toasts: {toasts}; page: {page.inner_text('main')[:1500]!r}"
+        ) from None
+    response = sent.value
+    assert response.ok, f"the UI's save was refused: {response.status} {response.text()[:500]}"
     page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}(\?.*)?$"))
 
 
