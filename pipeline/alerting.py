@@ -16,6 +16,7 @@ from typing import Any
 from prefect import runtime
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event, emit_event
+from prefect.events.worker import EventsWorker
 
 from blocks import Alert, AlertSink, load_environment
 from pipeline.failures import failed_parts, failure_of, failure_reason
@@ -94,14 +95,21 @@ def announce_handled(flow_name: str, flow_run: FlowRun, state: State, how: str) 
     )
 
 
+def announced(flow_name: str, flow_run: FlowRun, state: State, how: str) -> None:
+    """Announce, then wait (10 s at most) until the event has left: a stopping pod may exit
+    right after its hooks, and an unsent event would make the automation post a second time."""
+    announce_handled(flow_name, flow_run, state, how)
+    EventsWorker.drain_all(timeout=10, at_exit=False)
+
+
 def alert_on_flow_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
     """`on_failure` / `on_crashed` hook for flows: the root run sends the one alert."""
     if flow_run.parent_task_run_id is not None:
         # A subflow's failure raises into its caller, whose own hook reports all of it.
-        announce_handled(flow.name, flow_run, state, "reported by the calling flow")
+        announced(flow.name, flow_run, state, "reported by the calling flow")
         return
     if deliver(flow_run, build_alert(flow.name, flow_run, state)):
-        announce_handled(flow.name, flow_run, state, "alert sent")
+        announced(flow.name, flow_run, state, "alert sent")
 
 
 def reported_rows(result: Any) -> list[str]:

@@ -177,7 +177,7 @@ class DbtCore:
 
     def args(self) -> list[str]:
         # Console output off: DbtProgress reports; dbt.log keeps dbt's own lines.
-        return [*self.common_args, "--log-level", "none"]
+        return [*self.common_args, "--log-level", "none", "--log-level-file", "debug"]
 
 
 def read_last_build(warehouse: Warehouse, schema: str) -> LastBuild | None:
