@@ -64,7 +64,8 @@ def build_alert(flow_name: str, flow_run: FlowRun, state: State) -> Alert:
 
 def announce_handled(flow_name: str, flow_run: FlowRun, state: State, how: str) -> None:
     """Say on the event bus that this run's alert is taken care of (sent, or left to its
-    caller), after the state change that made it, for the backing-up automation."""
+    caller), after the state change that made it, for the backing-up automation; wait (10 s at
+    most) until the event has left: a stopping pod may exit right after its hooks."""
     emit_event(
         event=ALERT_HANDLED_EVENT,
         resource={
@@ -93,12 +94,6 @@ def announce_handled(flow_name: str, flow_run: FlowRun, state: State, how: str) 
             resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}"},
         ),
     )
-
-
-def announced(flow_name: str, flow_run: FlowRun, state: State, how: str) -> None:
-    """Announce, then wait (10 s at most) until the event has left: a stopping pod may exit
-    right after its hooks, and an unsent event would make the automation post a second time."""
-    announce_handled(flow_name, flow_run, state, how)
     EventsWorker.drain_all(timeout=10, at_exit=False)
 
 
@@ -106,10 +101,10 @@ def alert_on_flow_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
     """`on_failure` / `on_crashed` hook for flows: the root run sends the one alert."""
     if flow_run.parent_task_run_id is not None:
         # A subflow's failure raises into its caller, whose own hook reports all of it.
-        announced(flow.name, flow_run, state, "reported by the calling flow")
+        announce_handled(flow.name, flow_run, state, "reported by the calling flow")
         return
     if deliver(flow_run, build_alert(flow.name, flow_run, state)):
-        announced(flow.name, flow_run, state, "alert sent")
+        announce_handled(flow.name, flow_run, state, "alert sent")
 
 
 def reported_rows(result: Any) -> list[str]:
