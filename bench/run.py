@@ -16,13 +16,16 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "data" / "bench"
 SCALES = {"small": 90, "large": 1095}  # days of orders; large is ~4.5M order items
+# Three years of orders (and the days added to them) must end before today: the loader refuses
+# cursor values later than the run's start.
+START = date(2023, 1, 1)
 REPEAT = 5
 DBT_REPEAT = 3
 
@@ -226,7 +229,7 @@ def dbt_side_by_side(built: Path) -> dict[str, dict[str, Any]]:
 def generate(days: int, out: Path) -> None:
     from demo.data import generate_jaffle_shop
 
-    generate_jaffle_shop(out, days=days)
+    generate_jaffle_shop(out, days=days, start=START)
 
 
 def main() -> None:
@@ -294,15 +297,15 @@ def report(r: dict[str, dict[str, Any]]) -> str:
             f"orchestration {overhead:.1f} s | {e['seconds']:.2f} | {e['rows']:,} | {rate(e['rows'], e['seconds']):,.0f} | {mb(e)} | | |"
         )
     full_elt = r["elt-large"]["seconds"]
-    for key, label in (("elt-nochange", "elt large, no new rows"),
-                       ("elt-plus1pct", "elt large, 1% new rows")):  # fmt: skip
+    for key, label, target in (("elt-nochange", "elt large, no new rows", "<= 0.10 of full elt"),
+                               ("elt-plus1pct", "elt large, 1% new rows", "(no target)")):  # fmt: skip
         e = r[key]
         overhead = e["seconds"] - e["load_seconds"] - e["transform_seconds"]
         lines.append(
             f"| {label}: load {e['load_seconds']:.1f} s, dbt {e['transform_seconds']:.1f} s "
             f"({e['dbt_models']} models, {e['dbt_nodes']} nodes run: {e['scope']}), orchestration "
             f"{overhead:.1f} s | {e['seconds']:.2f} | {e['rows']:,} | | {mb(e)} | "
-            f"{e['seconds'] / full_elt:.3f} | no new rows: <= 0.10 of full elt |"
+            f"{e['seconds'] / full_elt:.3f} | {target} |"
         )
     plain_dbt, flow = r["plain-dbt"], r["transform"]
     lines += [
