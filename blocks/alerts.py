@@ -132,10 +132,9 @@ class SlackAlerts(AlertSink):
         check_not_a_masked_copy(
             value.url.get_secret_value(), "webhook.url", "Slack Incoming Webhook"
         )
-        if not re.match(r"^https?://\S+$", value.url.get_secret_value()):
-            raise ValueError(
-                "webhook url must be the webhook URL, starting with https://hooks.slack.com/"
-            )
+        problem = webhook_url_problem(value.url.get_secret_value())
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("mention")
@@ -160,6 +159,25 @@ class SlackAlerts(AlertSink):
         )
         if response.status_code >= 400:
             raise RuntimeError(f"Slack answered {response.status_code}: {response.body[:200]}")
+
+
+def webhook_url_problem(url: str) -> str:
+    """'' for an https:// webhook URL, else what is wrong and the fix (never the URL: a secret)."""
+    if re.fullmatch(r"https://\S+", url):
+        return ""
+    # A stand-in on this machine (tests, a local relay) never sends the URL over a network.
+    if re.fullmatch(r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/\S*)?", url):
+        return ""
+    if re.fullmatch(r"http://\S+", url):
+        return (
+            "webhook url must start with https:// (Slack sends the webhook URL over TLS only; "
+            "http:// would post the channel's secret URL in clear text): copy the URL again "
+            "from Slack's Incoming Webhooks page, https://hooks.slack.com/services/..."
+        )
+    return (
+        "webhook url must be the webhook URL, starting with https://hooks.slack.com/: copy it "
+        "from Slack's Incoming Webhooks page into the Slack Incoming Webhook document"
+    )
 
 
 def within_deadline(call: Callable[[], T], seconds: float, what: str) -> T:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Self, get_args
 from uuid import UUID
@@ -92,18 +92,74 @@ class InvalidBlockDocumentError(ValueError):
     """A saved block document holds values its block type refuses (e.g. typed into the UI)."""
 
 
+# What each environment field links, as the UI names the block types.
+ROLE_KINDS = {
+    "warehouse": "DuckDB Warehouse or Snowflake Warehouse",
+    "transform": "dbt Core Transform or dbt Cloud Transform",
+    "alerts": "Console Alerts or Slack Alerts",
+}
+
+
 def describe_validation_error(error: ValidationError) -> str:
-    """`field: problem` for each error, the field path dotted (nested documents included)."""
+    """`field: problem` for each field, the path dotted (nested documents included)."""
+    roles = ROLE_KINDS if error.title == ELTEnvironment.__name__ else {}
+    return "; ".join(describe_errors(error.errors(), roles))
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]], roles: Mapping[str, str]) -> list[str]:
+    """One line per problem; of a union's members only the closest fit speaks."""
     problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"] if not _is_union_member(part))
-        problems.append(f"{where or 'document'}: {item['msg']}")
-    return "; ".join(problems)
+    for item in closest_member_errors(errors):
+        where = ".".join(str(part) for part in item["loc"] if not _is_member_tag(part))
+        problems.append(f"{where or 'document'}: {problem_text(where, item, roles)}")
+    return list(dict.fromkeys(problems))
 
 
-def _is_union_member(part: Any) -> bool:
-    # pydantic names the union member it tried (e.g. `DuckDBWarehouse`) in the error location.
-    return isinstance(part, str) and part[:1].isupper()
+def closest_member_errors(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The errors with each union field's members narrowed to the member that fits best."""
+    by_member: dict[Any, dict[Any, list[Mapping[str, Any]]]] = {}
+    kept: list[Mapping[str, Any]] = []
+    for item in errors:
+        loc = item["loc"]
+        if len(loc) >= 2 and _is_member_tag(loc[1]):
+            by_member.setdefault(loc[0], {}).setdefault(loc[1], []).append(item)
+        elif len(loc) == 1 and _is_slug_mismatch(item):
+            by_member.setdefault(loc[0], {}).setdefault(None, []).append(item)
+        else:
+            kept.append(item)
+    for members in by_member.values():
+        groups = list(members.values())
+        # A member refused only for its type is the wrong member, unless every one is.
+        fitting = [group for group in groups if not all(map(_is_slug_mismatch, group))]
+        closest = min(fitting, key=len) if fitting else groups[0][:1]
+        kept.extend(closest)
+    return kept
+
+
+def problem_text(where: str, item: Mapping[str, Any], roles: Mapping[str, str]) -> str:
+    """The problem in words; an environment field's says which document to pick."""
+    message = str(item["msg"]).removeprefix("Value error, ")
+    kinds = roles.get(where)
+    if kinds is None:
+        return message
+    if item["type"] == "missing":
+        return f"no document chosen: pick a {kinds} document"
+    if _is_slug_mismatch(item):
+        linked = message.rsplit("got ", 1)[-1].strip("'")
+        return f"links a {linked} document, which is not a {kinds}: pick a {kinds} document"
+    if "valid dictionary or instance" in message:
+        return f"is not a link to a document: pick a {kinds} document"
+    return message
+
+
+def _is_slug_mismatch(item: Mapping[str, Any]) -> bool:
+    return "Invalid block_type_slug" in str(item["msg"])
+
+
+def _is_member_tag(part: Any) -> bool:
+    # pydantic names the union member it tried in the location: `DuckDBWarehouse`, or a
+    # validator-wrapped one as `function-after[_check(), SnowflakeWarehouse]`.
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
 
 
 @contextmanager
@@ -154,6 +210,10 @@ def load_environment(name: str) -> ELTEnvironment:
             f"{name}.yaml and run `python -m deployments.setup --environment {name}`, "
             "or pick another environment"
         ) from exc
+    linked = {role: getattr(environment, role)._block_document_name for role in ROLE_KINDS}
+    problem = local_links_problem(name, linked)
+    if problem:
+        raise InvalidBlockDocumentError(problem)
     for role in copied_documents(environment):
         logger.warning(
             "Environment %r holds a copy of its %s, not a link to a document (the Prefect UI's "
@@ -162,6 +222,34 @@ def load_environment(name: str) -> ELTEnvironment:
             name, role, role,
         )  # fmt: skip
     return environment
+
+
+def local_links_problem(environment: str, linked: Mapping[str, str | None]) -> str:
+    """'' unless a non-local environment links a document named `local`: then the fix."""
+    roles = [role for role, document in linked.items() if document == LOCAL]
+    if environment == LOCAL or not roles:
+        return ""
+    return (
+        f"Environment {environment!r} links this machine's `local` document for "
+        f"{', '.join(roles)}: a {environment} run would use local settings. Pick the "
+        f"{environment} document for {', '.join(roles)} in the Prefect UI (Blocks, ELT "
+        f"Environment {environment!r}, Edit), or rerun "
+        f"`python -m deployments.setup --environment {environment}`."
+    )
+
+
+def alerts_reference(name: str) -> str:
+    """`type/name` of the alerts document environment `name` links, read without loading it
+    (for alerting when the environment itself does not load)."""
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(
+            name, ELTEnvironment.get_block_type_slug(), include_secrets=False
+        )
+    linked = (document.block_document_references or {}).get("alerts")
+    if not linked:
+        raise ValueError(f"Environment {name!r} links no alerts document")
+    linked_document = linked["block_document"]
+    return f"{linked_document['block_type']['slug']}/{linked_document['name']}"
 
 
 def copied_documents(environment: ELTEnvironment) -> list[str]:

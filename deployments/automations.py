@@ -10,7 +10,7 @@ from uuid import UUID
 import yaml
 from prefect.automations import Automation
 from prefect.client.orchestration import get_client
-from prefect.events.actions import SendNotification
+from prefect.events.actions import RunDeployment, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 from prefect_slack import SlackWebhook
@@ -88,6 +88,88 @@ def remove_legacy_webhook_copy(environment: str, kept: UUID) -> None:
             client.delete_block_document(copy.id)
 
 
+def build_block_check_automations(
+    environment: str, deployment_id: UUID, declarations: dict[str, Any], block_types: list[str]
+) -> list[Automation]:
+    """The environment's automations that run its block check after a document is saved."""
+    built = []
+    for spec in declarations["block_checks"]:
+        # Prefect's server emits these with the document as resource and its type (by name)
+        # as the related resource of role `block-type` (prefect/server/events/schemas/lifecycle).
+        trigger = EventTrigger(
+            match={"prefect.resource.id": "prefect.block-document.*"},
+            match_related={
+                "prefect.resource.role": "block-type",
+                "prefect.resource.name": block_types,
+            },
+            expect=set(spec["expect"]),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        )
+        parameters = {
+            "environment": environment,
+            "block_document_id": "{{ event.resource.id | replace('prefect.block-document.', '') }}",
+            "how": "{{ event.event | replace('prefect.block-document.', '') }}",
+        }
+        action = RunDeployment(
+            source="selected", deployment_id=deployment_id, parameters=parameters
+        )
+        built.append(
+            Automation(
+                name=automation_name(environment, spec["key"]),
+                description=spec["description"],
+                enabled=spec["enabled"],
+                trigger=trigger,
+                actions=[action],
+            )
+        )
+    return built
+
+
+def block_check_deployment(environment: str, job: str) -> str:
+    """The full name of the environment's block-check deployment, as prefect.yaml names it."""
+    return f"{job}/{environment}-{job}"
+
+
+def apply_block_check_automations(environment: str, path: Path = DECLARATIONS) -> list[str]:
+    """Create or update the environment's block-check automations; [] when its block-check
+    deployment does not exist yet (setup `--deploy` creates it)."""
+    from pipeline.block_check import checked_block_type_names
+
+    declarations = yaml.safe_load(path.read_text())
+    names = []
+    with get_client(sync_client=True) as client:
+        for spec in declarations["block_checks"]:
+            try:
+                deployment = client.read_deployment_by_name(
+                    block_check_deployment(environment, spec["job"])
+                )
+            except ObjectNotFound:
+                return []
+            for automation in build_block_check_automations(
+                environment, deployment.id, {"block_checks": [spec]}, checked_block_type_names()
+            ):
+                names.append(create_or_update(automation))
+    return names
+
+
+def create_or_update(automation: Automation) -> str:
+    """Save `automation` under its name, replacing one of that name; return the name."""
+    try:
+        # Typed as async by its overloads; called from sync code it runs synchronously.
+        existing = cast(Automation, Automation.read(name=automation.name))
+    except ValueError:
+        existing = None
+    if existing is None:
+        automation.create()
+    else:
+        automation.id = existing.id
+        automation.update()
+    return automation.name
+
+
 def apply_automations(
     environment: str, alerts: SlackAlerts, path: Path = DECLARATIONS
 ) -> list[str]:
@@ -96,17 +178,5 @@ def apply_automations(
     webhook_id = document_id(alerts.webhook)
     remove_legacy_webhook_copy(environment, kept=webhook_id)
     declarations = yaml.safe_load(path.read_text())
-    names = []
-    for automation in build_automations(environment, webhook_id, declarations, alerts.mention):
-        try:
-            # Typed as async by its overloads; called from sync code it runs synchronously.
-            existing = cast(Automation, Automation.read(name=automation.name))
-        except ValueError:
-            existing = None
-        if existing is None:
-            automation.create()
-        else:
-            automation.id = existing.id
-            automation.update()
-        names.append(automation.name)
-    return names
+    built = build_automations(environment, webhook_id, declarations, alerts.mention)
+    return [create_or_update(automation) for automation in built]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from blocks import SlackAlerts
 from blocks.environment import register_block_types
-from deployments.automations import apply_automations
+from deployments.automations import apply_automations, apply_block_check_automations
 from deployments.declarations import (
     DeclarationError,
     MissingSettingError,
@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print("Deployed: " + ", ".join(deployed))
+    checks = apply_block_check_automations(environment.name)
+    print(
+        "Block checks after each save: " + ", ".join(checks)
+        if checks
+        else "Block checks after each save: skipped, no block-check deployment yet (add --deploy)"
+    )
     return 0
 
 

@@ -18,7 +18,8 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event, emit_event
 from prefect.events.worker import EventsWorker
 
-from blocks import Alert, AlertSink, load_environment
+from blocks import Alert, AlertSink, ConsoleAlerts, load_environment
+from blocks.environment import alerts_reference, load_block
 from pipeline.failures import failed_parts, failure_of, failure_reason
 from pipeline.loading import TableLoad
 
@@ -29,19 +30,46 @@ ALERT_HANDLED_EVENT = "elt.alert.handled"
 
 def alert_sink(flow_run: FlowRun) -> AlertSink:
     """Where this run's environment sends alerts."""
-    environment = str((flow_run.parameters or {}).get("environment", "local"))
-    return load_environment(environment).alerts
+    return environment_alerts(str((flow_run.parameters or {}).get("environment", "local")))
+
+
+def environment_alerts(environment: str) -> AlertSink:
+    """The environment's alerts; when the environment does not load, the alerts document it
+    links; when that fails too, the log."""
+    try:
+        return load_environment(environment).alerts
+    except Exception as exc:
+        broken = exc
+    try:
+        linked = load_block(alerts_reference(environment))
+        if not isinstance(linked, AlertSink):
+            raise TypeError(f"{type(linked).__name__} is not an alerts block")
+    except Exception as exc:
+        # Nothing of the environment loads: the log is the one place left.
+        logger.error(
+            "Environment %r did not load, so this alert goes to the run's log only: %s (its "
+            "alerts document: %s)", environment, broken, exc,
+        )  # fmt: skip
+        return ConsoleAlerts(environment_label=environment[:40] or "unknown")
+    logger.error(
+        "Environment %r did not load, so this alert goes to the alerts document it links: %s",
+        environment, broken,
+    )  # fmt: skip
+    return linked
 
 
 def deliver(flow_run: FlowRun, alert: Alert) -> bool:
-    """Send an alert; a broken sink is logged (False) and never replaces the run's failure."""
+    """Send an alert; a broken sink is logged with the alert (False), never replacing the
+    run's failure."""
+    sink = alert_sink(flow_run)
     try:
-        alert_sink(flow_run).send(alert)
+        sink.send(alert)
     except Exception as exc:
         logger.warning(
             "Could not deliver the alert for flow run %s (%s): %s: %s",
             flow_run.name, alert.state, type(exc).__name__, exc,
         )  # fmt: skip
+        ConsoleAlerts(environment_label=sink.environment_label).send(alert)
         return False
     return True
 

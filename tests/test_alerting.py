@@ -18,12 +18,12 @@ from slack_sdk.models.blocks import Block as SlackBlock
 from werkzeug import Request, Response
 
 import blocks.alerts
-from blocks import ConsoleAlerts, DuckDBWarehouse
+from blocks import ConsoleAlerts, DuckDBWarehouse, ELTEnvironment
 from demo.data import generate_jaffle_shop
 from flows.extract_load import extract_load
 from pipeline.alerting import FLOW_HOOKS
 from pipeline.failures import note_failed_task
-from tests.support.environments import save_environment, slack_alerts
+from tests.support.environments import link, save_document_data, save_environment, slack_alerts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 SECRET_IN_URL = "T0/B0/not-to-be-seen"
@@ -78,6 +78,11 @@ def failing_flow(environment: str) -> None:
 @flow(name="alert-on-timeout", timeout_seconds=1, **FLOW_HOOKS)
 def slow_flow(environment: str) -> None:
     time.sleep(5)
+
+
+def load_environment_documents(name: str) -> ELTEnvironment:
+    environment: ELTEnvironment = ELTEnvironment.load(name, _sync=True)  # type: ignore[call-arg,assignment]
+    return environment
 
 
 def texts(message: dict[str, Any]) -> str:
@@ -233,3 +238,29 @@ def test_without_slack_the_alert_goes_to_the_console(
     assert len(alerts) == 1
     assert "[local] Failed: alert-on-flow" in alerts[0]
     assert "nothing to transform" in alerts[0]
+
+
+@pytest.mark.parametrize("broken", ["warehouse", "alerts"])
+def test_an_environment_that_does_not_load_still_alerts_and_the_run_fails(
+    httpserver: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, broken: str
+) -> None:
+    received: list[dict[str, Any]] = []
+    httpserver.expect_request("/still-linked").respond_with_handler(
+        lambda request: (received.append(json.loads(request.data)), Response("ok"))[1]
+    )
+    name = slack_environment(tmp_path, httpserver.url_for("/still-linked"))
+    saved = load_environment_documents(name)
+    links = {role: link(getattr(saved, role)) for role in ("warehouse", "transform", "alerts")}
+    # As the UI saves an environment one of whose fields lost its link.
+    save_document_data("elt-environment", name, {**links, broken: None})
+    with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
+        state = failing_flow(name, return_state=True)
+    assert state.is_failed() and "nothing to transform" in (state.message or "")
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts")
+    assert f"Environment {name!r} did not load, so this alert goes to the" in logged
+    assert f"{broken}: is not a link to a document: pick a" in logged
+    if broken == "warehouse":  # the alerts document it links still loads: Slack hears of it
+        assert len(received) == 1 and "nothing to transform" in json.dumps(received[0])
+    else:
+        assert received == []
+        assert f"[{name}] Failed: alert-on-flow" in logged and "nothing to transform" in logged

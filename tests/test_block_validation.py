@@ -19,6 +19,7 @@ from blocks import (
     SlackAlerts,
     SnowflakeWarehouse,
 )
+from blocks.alerts import webhook_url_problem
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -148,6 +149,11 @@ def test_dbt_core_transform_builds_cli_arguments_from_its_fields() -> None:
         (SlackAlerts, {"webhook": SlackWebhook(url="hooks.slack.com/x")}, "webhook url must be"),
         (
             SlackAlerts,
+            {"webhook": SlackWebhook(url="http://hooks.slack.com/x")},
+            "webhook url must start with https://",
+        ),
+        (
+            SlackAlerts,
             {"webhook": SlackWebhook(url="https://hooks.slack.com/x"), "mention": "@here"},
             "mention",
         ),
@@ -236,3 +242,26 @@ def test_a_secret_the_ui_form_saved_as_its_mask_is_refused_naming_the_cause_and_
     message = error_text(build, **fields)
     assert "mask ********" in message
     assert "Pick the" in message and "rerun setup" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/abc", ""),
+        ("http://hooks.slack.com/services/T0/B0/abc", "must start with https://"),
+        ("HTTP://hooks.slack.com/services/T0/B0/abc", "must be the webhook URL"),
+        ("http://localhost.example.com/hook", "must start with https://"),
+        ("http://127.0.0.1.example.com/hook", "must start with https://"),
+        ("http://127.0.0.1:8123/services/T0/B0/abc", ""),  # a stand-in on this machine
+        ("http://localhost/hook", ""),
+        ("http://[::1]:9000/hook", ""),
+        ("hooks.slack.com/services/T0/B0/abc", "must be the webhook URL"),
+        ("", "must be the webhook URL"),
+    ],
+)
+def test_a_slack_webhook_url_must_be_https_and_the_message_never_shows_it(
+    url: str, expected: str
+) -> None:
+    problem = webhook_url_problem(url)
+    assert (expected in problem) if expected else problem == ""
+    assert not url or url not in problem

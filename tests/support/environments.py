@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
+from prefect.exceptions import ObjectNotFound
 from prefect_slack import SlackWebhook
 
 from blocks import (
@@ -62,3 +67,31 @@ def save_embedded_environment(prefix: str, root: Path) -> tuple[str, DuckDBWareh
         alerts=ConsoleAlerts(environment_label=prefix),
     )
     return name, warehouse
+
+
+def save_document_data(slug: str, name: str, data: dict[str, Any]) -> UUID:
+    """Create or replace the document `slug/name` with `data` as the UI's form posts it (no
+    client-side validation); return its id."""
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug(slug)
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
+        assert schema is not None, f"{slug} is not registered"
+        try:
+            existing = client.read_block_document_by_name(name, slug)
+        except ObjectNotFound:
+            created = client.create_block_document(
+                BlockDocumentCreate(
+                    name=name, data=data, block_schema_id=schema.id, block_type_id=block_type.id
+                )
+            )
+            return created.id
+        client.update_block_document(
+            existing.id,
+            BlockDocumentUpdate(data=data, block_schema_id=schema.id, merge_existing_data=False),
+        )
+        return existing.id
+
+
+def link(block: Block) -> dict[str, Any]:
+    """A reference to a saved document, as the UI's document picker stores it."""
+    return {"$ref": {"block_document_id": str(block._block_document_id)}}
