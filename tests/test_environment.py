@@ -374,10 +374,12 @@ def test_setup_migrates_the_older_documents_and_drops_the_automations_copy_of_th
 def test_an_environment_is_made_of_the_documents_it_references() -> None:
     name = f"env-{uuid.uuid4().hex[:6]}"
     DuckDBWarehouse(path="somewhere.duckdb").save(name)
+    DbtCoreTransform().save(name)
+    ConsoleAlerts().save(name)
     environment = ELTEnvironment(
         warehouse=DuckDBWarehouse.load(name),
-        transform=DbtCoreTransform(),
-        alerts=ConsoleAlerts(),
+        transform=DbtCoreTransform.load(name),
+        alerts=ConsoleAlerts.load(name),
     )
     environment.save(name)
     # Editing the warehouse document changes what the environment runs with.
@@ -386,6 +388,18 @@ def test_an_environment_is_made_of_the_documents_it_references() -> None:
     warehouse.save(name, overwrite=True)
     loaded = load_environment(name).warehouse
     assert isinstance(loaded, DuckDBWarehouse) and loaded.path == "elsewhere.duckdb"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_environment_holding_a_copy_of_a_document_is_refused_at_load() -> None:
+    # What the UI's edit form saves when a nested field is not picked again: values, no link.
+    name = f"env-{uuid.uuid4().hex[:6]}"
+    DuckDBWarehouse().save(name)
+    ELTEnvironment(
+        warehouse=DuckDBWarehouse.load(name), transform=DbtCoreTransform(), alerts=ConsoleAlerts()
+    ).save(name)
+    with pytest.raises(InvalidBlockDocumentError, match="holds a copy of its transform, alerts"):
+        load_environment(name)
 
 
 @pytest.mark.usefixtures("prefect_api")
