@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import BlockDocumentCreate
+from prefect.client.schemas.actions import (
+    BlockDocumentCreate,
+    BlockDocumentUpdate,
+    BlockSchemaCreate,
+)
 from prefect.settings import PREFECT_API_URL
 from prefect_slack import SlackWebhook
 
@@ -302,6 +306,32 @@ def test_a_declared_field_changed_in_the_ui_is_set_back_and_setup_says_so(
     assert [plan.reference for plan in changed] == [f"snowflake-warehouse/{name}"]
     assert [c.describe() for c in changed[0].changes] == ["raw_schema: 'RAW_BY_HAND' -> 'RAW'"]
     assert SnowflakeWarehouse.load(name).raw_schema == "RAW"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_setup_moves_a_document_saved_on_an_older_schema_to_the_current_one() -> None:
+    # An older schema still had defaults, which the UI's edit form writes over saved values.
+    name = f"loc-{uuid.uuid4().hex[:6]}"
+    declared = renamed("local", name)
+    apply_environment(declared, {})
+    older = DuckDBWarehouse.model_json_schema()
+    older["properties"]["memory_limit"]["default"] = ""
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(name, "duckdb-warehouse")
+        schema = client.create_block_schema(
+            BlockSchemaCreate(fields=older, block_type_id=document.block_type_id)
+        )
+        update = BlockDocumentUpdate(block_schema_id=schema.id, data={"memory_limit": "1GB"})
+        client.update_block_document(document.id, update)
+    assert DuckDBWarehouse.load(name)._block_schema_id == schema.id
+
+    apply_environment(declared, {})
+    moved = DuckDBWarehouse.load(name)
+    current = DuckDBWarehouse._calculate_schema_checksum()
+    with get_client(sync_client=True) as client:
+        stored = client.read_block_document_by_name(name, "duckdb-warehouse")
+    assert stored.block_schema is not None and stored.block_schema.checksum == current
+    assert (moved.memory_limit, moved.path) == ("1GB", "data/warehouse.duckdb")
 
 
 @pytest.mark.usefixtures("prefect_api")
