@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,6 +172,8 @@ class DuckDBWarehouse(Warehouse):
         from dbt.adapters.factory import reset_adapters
 
         reset_adapters()  # drops the adapters' cursors on the database
+        atexit.unregister(_release_dbt_duckdb)  # once per process, however many runs
+        atexit.register(_release_dbt_duckdb)
         try:
             DuckDBConnectionManager.env().close()
         except Exception:  # dbt never connected in this process
@@ -181,6 +186,15 @@ class DuckDBWarehouse(Warehouse):
             "ELT_RAW_SCHEMA": self.raw_schema,
             "ELT_TRANSFORM_SCHEMA": self.transform_schema,
         }
+
+
+def _release_dbt_duckdb() -> None:
+    """At exit, clear dbt-duckdb's modules (as interpreter teardown would) and collect."""
+    # Their objects hold DuckDB's types in reference cycles that teardown collects only after
+    # DuckDB's extension has gone, which then prints ~40 lines of `nanobind: leaked ...`.
+    for name in [name for name in sys.modules if name.startswith("dbt.adapters.duckdb")]:
+        vars(sys.modules[name]).clear()
+    gc.collect()
 
 
 def _as_arrow(data: TableData) -> pa.Table | pa.RecordBatchReader:

@@ -16,10 +16,16 @@ FIRST_DAYS, DAYS_PER_RERUN = 30, 7
 
 
 class StageLinesOnly(logging.Filter):
-    """Keep each task's `Finished in state Completed()` off the console (the UI keeps them)."""
+    """Keep each task's `Finished in state Completed()` and the hooks' running/finished lines
+    off the console (the UI keeps them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "prefect.task_runs" and record.levelno <= logging.INFO)
+        if record.levelno > logging.INFO:
+            return True
+        if record.name == "prefect.task_runs":
+            return False
+        message = record.getMessage()
+        return not (message.startswith("Running hook ") or message.startswith("Hook '"))
 
 
 def set_up_console() -> None:
@@ -61,7 +67,9 @@ def main(data_dir: Path | None = None) -> int:
     print(f"Generating {days} days of jaffle-shop orders in {data_dir}/"
           + (f" ({DAYS_PER_RERUN} new days since the last demo)" if rerun else ""))  # fmt: skip
     generate_jaffle_shop(data_dir, days=days)
-    state = elt(data_dir=str(data_dir), return_state=True)
+    # A first demo loads from scratch: a warehouse left by an earlier demo holds watermarks
+    # past the regenerated orders, whose customers it would never load.
+    state = elt(data_dir=str(data_dir), full_refresh=not rerun, return_state=True)
     ui = (PREFECT_UI_URL.value() or "http://127.0.0.1:4200").rstrip("/")
     print(f"\nRun: {state.name}. In the Prefect UI: {ui}/runs/flow-run/"
           f"{state.state_details.flow_run_id}")  # fmt: skip

@@ -11,6 +11,7 @@ from flows.extract_load import DEFAULT_DATA_DIR, extract_load
 from flows.transform import transform
 from pipeline.alerting import FLOW_HOOKS
 from pipeline.build_plan import loaded_tables
+from pipeline.heartbeat import sharing_the_callers_heartbeat
 from pipeline.loading import TableLoad
 from pipeline.summaries import elt_markdown
 from pipeline.transform_result import TransformResult
@@ -26,16 +27,17 @@ def elt(
     dataset: str = "jaffle_shop",
 ) -> tuple[list[TableLoad], TransformResult]:
     """Load every source into the warehouse, then build and test the dbt project on it."""
-    loads = extract_load(
-        environment=environment,
-        data_dir=data_dir,
-        full_refresh=full_refresh,
-        backfill_start=backfill_start,
-        backfill_end=backfill_end,
-        dataset=dataset,
-    )
-    # dbt builds only what the tables that received rows feed (everything on a full refresh).
-    built = transform(environment, sorted(loaded_tables(loads)), full_refresh)
+    with sharing_the_callers_heartbeat():
+        loads = extract_load(
+            environment=environment,
+            data_dir=data_dir,
+            full_refresh=full_refresh,
+            backfill_start=backfill_start,
+            backfill_end=backfill_end,
+            dataset=dataset,
+        )
+        # dbt builds only what the tables that received rows feed (everything on a full refresh).
+        built = transform(environment, sorted(loaded_tables(loads)), full_refresh)
     create_markdown_artifact(key="elt-summary", markdown=elt_markdown(loads, built))
     return loads, built
 

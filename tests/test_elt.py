@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter
+from prefect.events.filters import (
+    EventAnyResourceFilter,
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+)
 
 from blocks import DbtCoreTransform, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
@@ -169,3 +178,39 @@ def test_a_retry_of_a_failed_transform_reruns_only_what_failed_or_was_skipped(
     passed = {node.unique_id for node in retried.nodes if node.status is NodeStatus.PASSED}
     assert "model.jaffle_shop.products" not in passed  # built in the failed attempt, not again
     assert {node.status for node in retried.nodes} <= {NodeStatus.FAILED, NodeStatus.SKIPPED}
+
+
+def test_only_the_elt_run_sends_heartbeats_its_subflows_share_its_process(
+    environment: dict[str, Any],
+) -> None:
+    """Each heartbeat thread costs its flow run up to 1 s at exit; one per process is enough."""
+    with get_client(sync_client=True) as client:
+        roots = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["elt"])))
+        root = min(
+            (run for run in roots if run.parameters.get("environment") == environment["name"]),
+            key=lambda run: run.created or 0,
+        )
+        subflows = [
+            run.id
+            for run in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": [root.id]})  # type: ignore[arg-type]
+            )
+        ]
+        assert len(subflows) == 2  # extract-load and transform
+        runs = [root.id, *subflows]
+        deadline = time.monotonic() + 60
+        beating: set[str] = set()
+        while time.monotonic() < deadline:
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                    any_resource=EventAnyResourceFilter(id=[f"prefect.flow-run.{r}" for r in runs]),
+                    occurred=EventOccurredFilter(since=root.created),  # type: ignore[arg-type]
+                ),
+                limit=50,  # the server's maximum (the client's default, 100, is refused)
+            )
+            beating = {event.resource.id.removeprefix("prefect.flow-run.") for event in page.events}
+            if beating:
+                break
+            time.sleep(1)
+    assert beating == {str(root.id)}

@@ -433,6 +433,58 @@ def test_an_environment_holding_a_copy_of_a_document_is_refused_at_load() -> Non
 
 
 @pytest.mark.usefixtures("prefect_api")
+def test_loading_an_environment_imports_no_other_integration_and_keeps_each_documents_type(
+    private_key_pem: str,
+) -> None:
+    """Slow-ish (a fresh interpreter, ~10 s): which modules a load imports is per process."""
+    from prefect_dbt.cloud import DbtCloudCredentials
+
+    from blocks import DbtCloudTransform
+
+    name = f"env-{uuid.uuid4().hex[:6]}"
+    warehouse = SnowflakeWarehouse(account="myorg-myaccount", user="LOADER",
+                                   private_key=private_key_pem, warehouse="LOADING",
+                                   database="ANALYTICS_DB")  # fmt: skip
+    credentials = DbtCloudCredentials(api_key="not-a-real-key", account_id=12)
+    credentials.save(name)
+    transform = DbtCloudTransform(credentials=DbtCloudCredentials.load(name), job_id=34)
+    webhook = SlackWebhook(url="https://hooks.slack.com/services/T000/B000/x")
+    webhook.save(name)
+    alerts = SlackAlerts(webhook=SlackWebhook.load(name))
+    for block in (warehouse, transform, alerts):
+        block.save(name)
+    ELTEnvironment(warehouse=SnowflakeWarehouse.load(name), transform=DbtCloudTransform.load(name),
+                   alerts=SlackAlerts.load(name)).save(name)  # fmt: skip
+    script = (
+        "import sys\n"
+        "from blocks import load_environment\n"
+        f"environment = load_environment({name!r})\n"
+        "print(type(environment.warehouse).__name__, type(environment.transform).__name__,\n"
+        "      type(environment.alerts).__name__, environment.transform.credentials.account_id)\n"
+        "print(sorted(m for m in ('prefect_kubernetes', 'prefect_docker', 'prefect_shell')\n"
+        "             if m in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    types, imported = completed.stdout.splitlines()[:2]
+    assert types == "SnowflakeWarehouse DbtCloudTransform SlackAlerts 12"
+    # Prefect's lookup of a block type by slug imports every installed integration first.
+    assert imported == "[]"
+
+
+def test_a_document_of_the_wrong_type_for_its_role_is_refused_naming_the_role() -> None:
+    from blocks.environment import role_type
+
+    assert role_type("warehouse", "snowflake-warehouse") is SnowflakeWarehouse
+    assert role_type("alerts", "console-alerts") is ConsoleAlerts
+    with pytest.raises(ValueError, match=r"warehouse names a 'slack-alerts' document.*pick"):
+        role_type("warehouse", "slack-alerts")
+
+
+@pytest.mark.usefixtures("prefect_api")
 def test_prefect_block_register_finds_the_installed_blocks_package() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "prefect", "block", "register", "-m", "blocks"],
