@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect.blocks.core import Block
 from prefect.settings import PREFECT_UI_URL
@@ -18,6 +18,7 @@ from prefect_slack import SlackWebhook
 from pydantic import BaseModel, Field, field_validator
 from slack_sdk.webhook import WebhookClient
 
+from blocks._form import FORM_SCHEMA
 from blocks._validation import check_not_a_masked_copy
 
 # Slack mention tokens: a user, a user group, or @here / @channel.
@@ -45,26 +46,39 @@ class Alert(BaseModel):
     dbt_cloud_run_url: str = ""
 
 
-class AlertSink(Block, ABC):
-    """Common settings of every alert destination."""
-
-    environment_label: str = Field(
+def environment_label_field() -> Any:
+    """The environment label every alert destination shows (declared per type for form order)."""
+    return Field(
         default="local",
         title="Environment label",
-        description="Shown in every alert so people know which environment failed, "
-        "e.g. `prod` or `staging`.",
+        description="Shown in every alert so people know which environment failed, e.g. prod "
+        "or staging. Empty: local.",
         min_length=1,
         max_length=40,
     )
-    prefect_ui_url: str = Field(
+
+
+def prefect_ui_url_field() -> Any:
+    """The Prefect UI base URL alerts link runs to (declared per type for form order)."""
+    return Field(
         default="",
         title="Prefect UI URL",
         description="Base URL of the Prefect UI for links to runs, e.g. "
-        "`https://app.prefect.cloud/account/<id>/workspace/<id>`; empty uses PREFECT_UI_URL.",
+        "https://app.prefect.cloud/account/<id>/workspace/<id>. Empty: PREFECT_UI_URL.",
         json_schema_extra={"pattern": UI_URL_PATTERN},
     )
 
-    @field_validator("prefect_ui_url")
+
+class AlertSink(Block, ABC):
+    """Common settings of every alert destination (declared by each type, in its form order)."""
+
+    model_config = FORM_SCHEMA
+
+    if TYPE_CHECKING:
+        environment_label: str
+        prefect_ui_url: str
+
+    @field_validator("prefect_ui_url", check_fields=False)
     @classmethod
     def _ui_url_is_http(cls, value: str) -> str:
         if not re.fullmatch(UI_URL_PATTERN, value):
@@ -94,7 +108,11 @@ class ConsoleAlerts(AlertSink):
 
     _block_type_name = "Console Alerts"
     _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/3WpHrJ9uQd9y3hMw1xfT5b/prefect-logo.png"  # type: ignore[assignment]
+    _documentation_url = "https://docs.prefect.io/v3/develop/logging"  # type: ignore[assignment]
     _description = "Writes failure alerts to the log, for local runs with no Slack workspace."
+
+    environment_label: str = environment_label_field()
+    prefect_ui_url: str = prefect_ui_url_field()
 
     def send(self, alert: Alert) -> None:
         lines = [self.headline(alert), *(f"  {k}: {v}" for k, v in alert_fields(self, alert))]
@@ -113,18 +131,22 @@ class SlackAlerts(AlertSink):
         "automations post through the same webhook document, so its URL is stored once."
     )
 
+    # What must be filled first first; no property has a schema default (blocks/_form.py).
     webhook: SlackWebhook = Field(
         title="Slack webhook",
         description="The Slack Incoming Webhook document (prefect-slack) holding the channel's "
-        "webhook URL; the automations post through the same document.",
+        "webhook URL; the automations post through the same document. When you edit this "
+        "form, pick it again.",
     )
+    environment_label: str = environment_label_field()
     mention: str = Field(
         default="",
         title="Mention",
-        description="Who to notify in the message: `<!here>`, `<!channel>`, a user `<@U0123ABC>` "
-        "or a group `<!subteam^S0123ABC>`, space separated; empty mentions nobody.",
+        description="Who to notify in the message: <!here>, <!channel>, a user <@U0123ABC> "
+        "or a group <!subteam^S0123ABC>, space separated. Empty: nobody.",
         json_schema_extra={"pattern": MENTION_PATTERN},
     )
+    prefect_ui_url: str = prefect_ui_url_field()
 
     @field_validator("webhook")
     @classmethod

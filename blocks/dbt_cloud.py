@@ -9,6 +9,7 @@ from prefect.blocks.core import Block
 from prefect_dbt.cloud import DbtCloudCredentials
 from pydantic import Field, field_validator
 
+from blocks._form import FORM_SCHEMA
 from blocks._validation import check_not_a_masked_copy
 
 if TYPE_CHECKING:
@@ -32,34 +33,39 @@ class DbtCloudTransform(Block):
         "which run artifacts to list in Prefect."
     )
 
+    model_config = FORM_SCHEMA
+
+    # What must be filled first first. No property has a schema default (see blocks/_form.py):
+    # an empty field takes the default named in its help at load.
     credentials: DbtCloudCredentials = Field(
         title="dbt Cloud credentials",
-        description="A prefect-dbt dbt Cloud Credentials block: a service token allowed to run "
-        "the job, the account ID (the number after `/accounts/` in dbt Cloud URLs) and the "
-        "access URL host without `https://` (`cloud.getdbt.com`, `emea.dbt.com`, ...).",
+        description="A prefect-dbt dbt Cloud Credentials document: a service token allowed to "
+        "run the job, the account ID (the number after /accounts/ in dbt Cloud URLs) and the "
+        "access URL host without https:// (cloud.getdbt.com, emea.dbt.com, ...). When you "
+        "edit this form, pick it again.",
     )
     job_id: int = Field(
         title="Job ID",
-        description="The number after `/jobs/` in the job's URL.",
+        description="The number after /jobs/ in the job's URL.",
         ge=1,
     )
     timeout_seconds: int = Field(
         default=3 * 60 * 60,
         title="Wait timeout (seconds)",
         description="How long to wait for the run to finish before failing the flow; "
-        "set it above the job's longest expected run.",
+        "set it above the job's longest expected run. Empty: 10800 (3 hours).",
         ge=60,
     )
     cancel_on_timeout: bool = Field(
         default=True,
         title="Cancel the run on timeout",
         description="When the wait timeout passes, cancel the dbt Cloud run rather than leave "
-        "it running with nobody waiting for it.",
+        "it running with nobody waiting for it. Empty: on.",
     )
     poll_interval_seconds: int = Field(
         default=15,
         title="Poll interval (seconds)",
-        description="How often to ask dbt Cloud for the run's status.",
+        description="How often to ask dbt Cloud for the run's status. Empty: 15.",
         ge=1,
         le=600,
     )
@@ -68,7 +74,7 @@ class DbtCloudTransform(Block):
         title="Re-runs of failed steps",
         description="How many times to re-run only the failed steps of an errored run, with "
         "dbt Cloud's rerun from failure (0 fails fast). Above 0, a retried flow run also re-runs "
-        "only the failed steps of its errored run instead of the whole job.",
+        "only the failed steps of its errored run instead of the whole job. Empty: 0.",
         ge=0,
         le=5,
     )
@@ -76,8 +82,9 @@ class DbtCloudTransform(Block):
         default=["run_results.json", "manifest.json"],
         title="Artifacts to publish",
         description="Run artifacts to list in the Prefect UI, each linked to the run page in "
-        "dbt Cloud (its Artifacts tab), e.g. `run_results.json`, `manifest.json`, "
-        "`catalog.json`, `sources.json`; those the run did not save are left out.",
+        "dbt Cloud (its Artifacts tab), e.g. run_results.json, manifest.json, catalog.json, "
+        "sources.json; those the run did not save are left out. Not set: run_results.json and "
+        "manifest.json.",
     )
 
     @field_validator("credentials")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
+from blocks._form import FORM_SCHEMA
+
 if TYPE_CHECKING:
     from blocks.warehouse import Warehouse
     from pipeline.transform_result import TransformResult
@@ -30,42 +32,49 @@ class DbtCoreTransform(Block):
         "credentials come from the warehouse block at run time, never from profiles.yml."
     )
 
-    project_dir: str = Field(
-        default="dbt",
-        title="Project folder",
-        description="Folder holding dbt_project.yml, relative to the working directory.",
-        min_length=1,
-    )
-    profiles_dir: str = Field(
-        default="dbt",
-        title="Profiles folder",
-        description="Folder holding profiles.yml (which reads credentials from the environment).",
+    model_config = FORM_SCHEMA
+
+    # Form order: what people change most first. No property has a schema default (see
+    # blocks/_form.py): an empty field takes the default named in its help at load.
+    command: str = Field(
+        default="build",
+        title="dbt command",
+        description="The dbt command and its arguments without the leading dbt, e.g. build or "
+        "build --select marts+. One of: " + ", ".join(DBT_COMMANDS) + ". Empty: build.",
         min_length=1,
     )
     target: str = Field(
         default="",
         title="Target",
-        description="Profile target to use; empty follows the warehouse (`duckdb` or `snowflake`).",
+        description="Profile target to use. Empty: the warehouse's own (duckdb or snowflake).",
         json_schema_extra={"pattern": TARGET_PATTERN},
     )
     threads: int = Field(
         default=4,
         title="Threads",
-        description="How many models dbt builds at once.",
+        description="How many models dbt builds at once. Empty: 4.",
         ge=1,
         le=64,
-    )
-    command: str = Field(
-        default="build",
-        title="dbt command",
-        description="The dbt command and its arguments, e.g. `build` or "
-        "`build --select marts+`. One of: " + ", ".join(DBT_COMMANDS) + ".",
-        min_length=1,
     )
     freshness_gate: bool = Field(
         default=True,
         title="Check source freshness first",
-        description="Run `dbt source freshness` before the command and stop if a source is stale.",
+        description="Run dbt source freshness before the command and stop if a source is "
+        "stale. Empty: on.",
+    )
+    project_dir: str = Field(
+        default="dbt",
+        title="Project folder",
+        description="Folder holding dbt_project.yml, relative to the working directory. "
+        "Empty: dbt.",
+        min_length=1,
+    )
+    profiles_dir: str = Field(
+        default="dbt",
+        title="Profiles folder",
+        description="Folder holding profiles.yml, which reads credentials from the "
+        "environment. Empty: dbt.",
+        min_length=1,
     )
 
     @field_validator("target")

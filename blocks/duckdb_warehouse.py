@@ -40,26 +40,27 @@ class DuckDBWarehouse(Warehouse):
     path: str = Field(
         default="data/warehouse.duckdb",
         title="Database file",
-        description="Path of the DuckDB database file, relative to the working directory. "
-        "Created with its folder on first use.",
+        description="Path of the DuckDB database file, relative to the working directory, "
+        "created with its folder on first use. Empty: data/warehouse.duckdb.",
         min_length=1,
     )
     raw_schema: str = Field(
         default="raw",
         title="Raw schema",
-        description="Schema the extract-load flow writes raw tables into.",
+        description="Schema the extract-load flow writes raw tables into. Empty: raw.",
         json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
     transform_schema: str = Field(
         default="analytics",
         title="Transform schema",
-        description="Schema dbt builds models into.",
+        description="Schema dbt builds models into. Empty: analytics.",
         json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
     memory_limit: str = Field(
         default="",
         title="Memory limit",
-        description="DuckDB memory limit such as `2GB`; empty keeps DuckDB's default (80% of RAM).",
+        description="DuckDB memory limit such as 2GB or 512MiB. Empty: DuckDB's default (80% "
+        "of RAM).",
         json_schema_extra={"pattern": MEMORY_LIMIT_PATTERN},
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Self, get_args
@@ -14,6 +13,7 @@ from prefect.client.schemas.objects import BlockDocument
 from prefect.exceptions import ObjectNotFound
 from pydantic import Field, ValidationError
 
+from blocks._form import FORM_SCHEMA
 from blocks.alerts import ConsoleAlerts, SlackAlerts
 from blocks.dbt_cloud import DbtCloudTransform
 from blocks.dbt_core import DbtCoreTransform
@@ -21,7 +21,6 @@ from blocks.duckdb_warehouse import DuckDBWarehouse
 from blocks.snowflake_warehouse import SnowflakeWarehouse
 
 LOCAL = "local"
-logger = logging.getLogger("prefect.elt.environment")
 DOCS_URL = "https://docs.prefect.io/v3/develop/blocks"
 
 
@@ -37,33 +36,59 @@ class ELTEnvironment(Block):
         "here, not a code change."
     )
 
+    model_config = FORM_SCHEMA
+
     # No defaults: a field the UI resets to a default would silently repoint the environment.
     warehouse: DuckDBWarehouse | SnowflakeWarehouse = Field(
         title="Warehouse",
-        description="The warehouse document: a Snowflake Warehouse, or a DuckDB Warehouse.",
+        description="Pick the warehouse document: a DuckDB Warehouse or a Snowflake Warehouse "
+        "(one tab each). When you edit this form, pick all three documents again.",
     )
     transform: DbtCoreTransform | DbtCloudTransform = Field(
         title="Transform",
-        description="How dbt runs: a dbt Cloud Transform (a job) or a dbt Core Transform.",
+        description="Pick how dbt runs: a dbt Core Transform or a dbt Cloud Transform (a job).",
     )
     alerts: SlackAlerts | ConsoleAlerts = Field(
         title="Alerts",
-        description="Where failure alerts go: Slack Alerts, or Console Alerts (the run's log).",
+        description="Pick where failure alerts go: Slack Alerts, or Console Alerts (the run's "
+        "log).",
     )
 
     @classmethod
     def _from_block_document(cls, block_document: BlockDocument) -> Self:
+        references = block_document.block_document_references or {}
+        data = dict(block_document.data or {})
+        refuse_copied_documents(block_document.name, data, references)
         # The server hydrates a referenced document's values without its type, and a union
         # would take the first type they fit (a Snowflake document fits DuckDB's defaults):
         # build each referenced document as exactly its type. Built here rather than by
         # passing `block_type_slug`, whose lookup first imports every installed Prefect
         # integration (Kubernetes, Docker, Snowflake's SPCS worker: 5-9 s per process).
-        data = dict(block_document.data or {})
-        for role, reference in (block_document.block_document_references or {}).items():
+        for role, reference in references.items():
             if isinstance(data.get(role), dict):
                 slug = reference["block_document"]["block_type"]["slug"]
                 data[role] = role_type(role, slug).model_validate(data[role])
         return super()._from_block_document(block_document.model_copy(update={"data": data}))
+
+
+ROLES = ("warehouse", "transform", "alerts")
+
+
+def refuse_copied_documents(
+    name: str | None, data: dict[str, Any], references: dict[str, Any]
+) -> None:
+    """Raise naming each role held as a copy of values instead of a link to a document."""
+    # The Prefect UI's edit form (3.8) saves a nested field that was not picked again as a
+    # copy of the values it shows: the environment would no longer follow that document.
+    copies = [role for role in ROLES if isinstance(data.get(role), dict) and role not in references]
+    if copies:
+        fields = ", ".join(copies)
+        raise InvalidBlockDocumentError(
+            f"Environment {name!r} holds a copy of its {fields}, not a link to a document: the "
+            "Prefect UI's edit form saves a nested field that way when it is not picked again. "
+            f"Edit the environment and pick its {fields} document again (every nested field, "
+            f"each time you edit it), or rerun `python -m deployments.setup --environment {name}`."
+        )
 
 
 def role_type(role: str, slug: str) -> type[Block]:
@@ -214,13 +239,6 @@ def load_environment(name: str) -> ELTEnvironment:
     problem = local_links_problem(name, linked)
     if problem:
         raise InvalidBlockDocumentError(problem)
-    for role in copied_documents(environment):
-        logger.warning(
-            "Environment %r holds a copy of its %s, not a link to a document (the Prefect UI's "
-            "edit form saves an untouched nested field that way): edits to the %s document no "
-            "longer reach it. Pick the document again in the environment, or rerun setup.",
-            name, role, role,
-        )  # fmt: skip
     return environment
 
 
@@ -250,12 +268,6 @@ def alerts_reference(name: str) -> str:
         raise ValueError(f"Environment {name!r} links no alerts document")
     linked_document = linked["block_document"]
     return f"{linked_document['block_type']['slug']}/{linked_document['name']}"
-
-
-def copied_documents(environment: ELTEnvironment) -> list[str]:
-    """The roles whose document the environment holds as a copy instead of a link."""
-    roles = ("warehouse", "transform", "alerts")
-    return [role for role in roles if getattr(environment, role)._block_document_id is None]
 
 
 def _legacy_hint(name: str) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import pandas as pd
 import pyarrow as pa
 from prefect import runtime
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from blocks._form import multiline_secret
 from blocks._validation import (
     IDENTIFIER_PATTERN,
     SNOWFLAKE_ACCOUNT_PATTERN,
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from prefect_snowflake import SnowflakeConnector, SnowflakeCredentials
 
 PEM_HEADER = "-----BEGIN"
+# The form's select shows these values as they are: words, not identifiers.
+KEY_PAIR: Final = "key pair"
+AuthMethod = Literal["key pair", "password"]
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -41,10 +45,12 @@ class SnowflakeWarehouse(Warehouse):
     dbt_target: ClassVar[str] = "snowflake"
     replace_copies_rows: ClassVar[bool] = True  # INSERT OVERWRITE
 
+    # Form order: what must be filled first, then the credentials of each auth method, then
+    # what has a default. No property has a schema default (see blocks/_form.py).
     account: str = Field(
         title="Account identifier",
-        description="The part of the account URL before `.snowflakecomputing.com`, "
-        "e.g. `myorg-myaccount`.",
+        description="The part of the account URL before .snowflakecomputing.com, "
+        "e.g. myorg-myaccount.",
         json_schema_extra={"pattern": SNOWFLAKE_ACCOUNT_PATTERN},
         examples=["myorg-myaccount"],
     )
@@ -53,37 +59,9 @@ class SnowflakeWarehouse(Warehouse):
         description="Login name of the service user the flows connect as.",
         min_length=1,
     )
-    auth_method: Literal["key_pair", "password"] = Field(
-        default="key_pair",
-        title="Authentication",
-        description="`key_pair` uses the private key below (no password needed); "
-        "`password` uses the password.",
-    )
-    private_key: SecretStr = Field(
-        default=SecretStr(""),
-        title="Private key (PEM)",
-        description="The user's private key in PEM format, including the BEGIN/END lines. "
-        "Required for key-pair authentication.",
-    )
-    private_key_passphrase: SecretStr = Field(
-        default=SecretStr(""),
-        title="Private key passphrase",
-        description="Passphrase of an encrypted private key; empty for an unencrypted key.",
-    )
-    password: SecretStr = Field(
-        default=SecretStr(""),
-        title="Password",
-        description="The user's password. Required for password authentication only.",
-    )
-    role: str = Field(
-        default="",
-        title="Role",
-        description="Role to use; empty uses the user's default role.",
-        json_schema_extra={"pattern": r"^(|[A-Za-z_][A-Za-z0-9_$]*)$"},
-    )
     warehouse: str = Field(
         title="Virtual warehouse",
-        description="Compute warehouse that runs loads and queries, e.g. `TRANSFORMING`.",
+        description="Compute warehouse that runs loads and queries, e.g. TRANSFORMING.",
         json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
     database: str = Field(
@@ -91,27 +69,62 @@ class SnowflakeWarehouse(Warehouse):
         description="Database that holds the raw and transformed schemas.",
         json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
+    auth_method: AuthMethod = Field(
+        default=KEY_PAIR,
+        title="Authentication",
+        description="key pair (recommended) signs in with the private key below; password "
+        "with the password. Empty: key pair.",
+    )
+    private_key: SecretStr = Field(
+        default=SecretStr(""),
+        title="Key pair: private key (PEM)",
+        description="The user's private key in PEM format, BEGIN and END lines included. "
+        "Required for key pair authentication.",
+        json_schema_extra=multiline_secret,
+    )
+    private_key_passphrase: SecretStr = Field(
+        default=SecretStr(""),
+        title="Key pair: passphrase",
+        description="Passphrase of an encrypted private key. Empty: none (an unencrypted key).",
+    )
+    password: SecretStr = Field(
+        default=SecretStr(""),
+        title="Password: password",
+        description="The user's password. Required for password authentication only.",
+    )
+    role: str = Field(
+        default="",
+        title="Role",
+        description="Role to use. Empty: the user's default role.",
+        json_schema_extra={"pattern": r"^(|[A-Za-z_][A-Za-z0-9_$]*)$"},
+    )
     raw_schema: str = Field(
         default="RAW",
         title="Raw schema",
-        description="Schema the extract-load flow writes raw tables into.",
+        description="Schema the extract-load flow writes raw tables into. Empty: RAW.",
         json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
     transform_schema: str = Field(
         default="ANALYTICS",
         title="Transform schema",
-        description="Schema dbt builds models into.",
+        description="Schema dbt builds models into. Empty: ANALYTICS.",
         json_schema_extra={"pattern": IDENTIFIER_PATTERN},
     )
     query_tag: str = Field(
         default="prefect-elt",
         title="Query tag",
         description="Prefix of the QUERY_TAG set on every session; the flow run name is "
-        "appended so warehouse cost can be traced to a run.",
+        "appended so warehouse cost can be traced to a run. Empty: prefect-elt.",
         max_length=200,
     )
 
     _connector: SnowflakeConnector | None = PrivateAttr(default=None)
+
+    @field_validator("auth_method", mode="before")
+    @classmethod
+    def _auth_method_as_shown(cls, value: Any) -> Any:
+        # Documents and declarations of older versions say `key_pair`.
+        return KEY_PAIR if value == "key_pair" else value
 
     @field_validator("account")
     @classmethod
@@ -131,11 +144,11 @@ class SnowflakeWarehouse(Warehouse):
     @model_validator(mode="after")
     def _credentials_match_auth_method(self) -> SnowflakeWarehouse:
         key = self.private_key.get_secret_value().strip()
-        if self.auth_method == "key_pair":
+        if self.auth_method == KEY_PAIR:
             if not key:
                 raise ValueError(
-                    "private_key is required when auth_method is `key_pair`: paste the PEM key "
-                    "(or choose auth_method `password` and set password)"
+                    "private_key is required when auth_method is 'key pair': paste the PEM key "
+                    "(or choose auth_method 'password' and set password)"
                 )
             if not key.startswith(PEM_HEADER):
                 raise ValueError(
@@ -143,8 +156,8 @@ class SnowflakeWarehouse(Warehouse):
                 )
         elif not self.password.get_secret_value():
             raise ValueError(
-                "password is required when auth_method is `password` "
-                "(or choose auth_method `key_pair` and set private_key)"
+                "password is required when auth_method is 'password' "
+                "(or choose auth_method 'key pair' and set private_key)"
             )
         return self
 
@@ -153,7 +166,7 @@ class SnowflakeWarehouse(Warehouse):
         from prefect_snowflake import SnowflakeCredentials
 
         auth: dict[str, Any]
-        if self.auth_method == "key_pair":
+        if self.auth_method == KEY_PAIR:
             auth = {"private_key": self.private_key.get_secret_value().encode()}
             if self.private_key_passphrase.get_secret_value():
                 auth["private_key_passphrase"] = self.private_key_passphrase
@@ -263,7 +276,7 @@ class SnowflakeWarehouse(Warehouse):
                 self.password.get_secret_value() if self.auth_method == "password" else ""
             ),
             "ELT_SNOWFLAKE_PRIVATE_KEY": (
-                self.private_key.get_secret_value() if self.auth_method == "key_pair" else ""
+                self.private_key.get_secret_value() if self.auth_method == KEY_PAIR else ""
             ),
             "ELT_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": self.private_key_passphrase.get_secret_value(),
             "ELT_SNOWFLAKE_ROLE": self.role,

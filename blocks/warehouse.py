@@ -12,6 +12,8 @@ import pandas as pd
 import pyarrow as pa
 from prefect.blocks.core import Block
 
+from blocks._form import FORM_SCHEMA
+
 Dialect = Literal["duckdb", "snowflake"]
 # A RecordBatchReader streams: a warehouse consumes it once, batch by batch.
 TableData: TypeAlias = pa.Table | pa.RecordBatch | pa.RecordBatchReader | pd.DataFrame
@@ -27,6 +29,8 @@ class Warehouse(Block, ABC):
     Tasks inside the `with` reuse that connection. A task that runs in another thread or
     process (a mapped task) opens its own with `with warehouse.fresh() as own:`.
     """
+
+    model_config = FORM_SCHEMA
 
     dialect: ClassVar[Dialect]
     dbt_target: ClassVar[str]

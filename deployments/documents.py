@@ -68,6 +68,7 @@ class StoredDocument:
     values: Mapping[str, Any]
     nested: Mapping[str, str] = field(default_factory=dict)
     nested_ids: Mapping[str, UUID] = field(default_factory=dict)
+    block_schema_checksum: str | None = None
 
 
 def plan_document(
@@ -219,7 +220,8 @@ def read_stored(slug: str, name: str) -> StoredDocument | None:
         nested[key] = f"{referenced['block_type']['slug']}/{referenced['name']}"
         nested_ids[key] = UUID(str(referenced["id"]))
     values = {k: v for k, v in (document.data or {}).items() if k not in references}
-    return StoredDocument(values, nested, nested_ids)
+    checksum = document.block_schema.checksum if document.block_schema else None
+    return StoredDocument(values, nested, nested_ids, checksum)
 
 
 def block_class(slug: str) -> type[Block]:
@@ -242,7 +244,7 @@ def _apply(
     saved: Mapping[str, Block],
 ) -> Block:
     cls = block_class(declaration.type)
-    if plan.action == "unchanged":
+    if plan.action == "unchanged" and not on_an_older_schema(cls, stored):
         loaded: Block = cls.load(name, _sync=True)  # type: ignore[call-arg,assignment]
         return loaded
     fields = set(cls.model_fields)
@@ -267,6 +269,15 @@ def _apply(
     if stored is not None and set(stored.values) - fields:
         _drop_legacy_fields(block, name)
     return block
+
+
+def on_an_older_schema(cls: type[Block], stored: StoredDocument | None) -> bool:
+    """Whether the stored document uses another schema than the block type's current one."""
+    # The UI's forms render a document's own schema: one saved before the schemas lost their
+    # form defaults (blocks/_form.py) is saved again, values unchanged, to take the current one.
+    if stored is None or stored.block_schema_checksum is None:
+        return False
+    return stored.block_schema_checksum != cls._calculate_schema_checksum()
 
 
 def _drop_legacy_fields(block: Block, name: str) -> None:

@@ -16,7 +16,7 @@ from prefect_dbt.cloud import DbtCloudCredentials
 from prefect_slack import SlackWebhook
 
 from blocks import Alert, ConsoleAlerts, ELTEnvironment
-from blocks.environment import BLOCK_TYPES, copied_documents, load_block, load_environment
+from blocks.environment import BLOCK_TYPES, load_block, load_environment
 from pipeline.alerting import environment_alerts
 
 logger = logging.getLogger("prefect.elt.block_check")
@@ -135,15 +135,9 @@ def load_problem(reference: str) -> str:
         if slug != ENVIRONMENT_SLUG:
             load_block(reference)
             return ""
-        copies = copied_documents(load_environment(name))
+        load_environment(name)  # refuses a copy where a link should be, naming the fix
     except ValueError as exc:  # InvalidBlockDocumentError, a missing document, a bad link
         return str(exc)
-    if copies:
-        return (
-            f"Environment {name!r} holds a copy of its {', '.join(copies)} instead of a link "
-            "to the document: edits to that document no longer reach it. Pick the document "
-            "again in the environment (Prefect UI, Blocks), or rerun setup."
-        )
     return ""
 
 

@@ -13,7 +13,11 @@ from typing import Any
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import BlockDocumentCreate
+from prefect.client.schemas.actions import (
+    BlockDocumentCreate,
+    BlockDocumentUpdate,
+    BlockSchemaCreate,
+)
 from prefect.settings import PREFECT_API_URL
 from prefect_slack import SlackWebhook
 
@@ -305,6 +309,32 @@ def test_a_declared_field_changed_in_the_ui_is_set_back_and_setup_says_so(
 
 
 @pytest.mark.usefixtures("prefect_api")
+def test_setup_moves_a_document_saved_on_an_older_schema_to_the_current_one() -> None:
+    # An older schema still had defaults, which the UI's edit form writes over saved values.
+    name = f"loc-{uuid.uuid4().hex[:6]}"
+    declared = renamed("local", name)
+    apply_environment(declared, {})
+    older = DuckDBWarehouse.model_json_schema()
+    older["properties"]["memory_limit"]["default"] = ""
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(name, "duckdb-warehouse")
+        schema = client.create_block_schema(
+            BlockSchemaCreate(fields=older, block_type_id=document.block_type_id)
+        )
+        update = BlockDocumentUpdate(block_schema_id=schema.id, data={"memory_limit": "1GB"})
+        client.update_block_document(document.id, update)
+    assert DuckDBWarehouse.load(name)._block_schema_id == schema.id
+
+    apply_environment(declared, {})
+    moved = DuckDBWarehouse.load(name)
+    current = DuckDBWarehouse._calculate_schema_checksum()
+    with get_client(sync_client=True) as client:
+        stored = client.read_block_document_by_name(name, "duckdb-warehouse")
+    assert stored.block_schema is not None and stored.block_schema.checksum == current
+    assert (moved.memory_limit, moved.path) == ("1GB", "data/warehouse.duckdb")
+
+
+@pytest.mark.usefixtures("prefect_api")
 def test_a_missing_variable_is_named_and_nothing_is_saved(private_key_pem: str) -> None:
     name = f"stg-{uuid.uuid4().hex[:6]}"
     environ = production_environ("https://hooks.slack.com/services/T/B/x", private_key_pem)
@@ -374,10 +404,12 @@ def test_setup_migrates_the_older_documents_and_drops_the_automations_copy_of_th
 def test_an_environment_is_made_of_the_documents_it_references() -> None:
     name = f"env-{uuid.uuid4().hex[:6]}"
     DuckDBWarehouse(path="somewhere.duckdb").save(name)
+    DbtCoreTransform().save(name)
+    ConsoleAlerts().save(name)
     environment = ELTEnvironment(
         warehouse=DuckDBWarehouse.load(name),
-        transform=DbtCoreTransform(),
-        alerts=ConsoleAlerts(),
+        transform=DbtCoreTransform.load(name),
+        alerts=ConsoleAlerts.load(name),
     )
     environment.save(name)
     # Editing the warehouse document changes what the environment runs with.
@@ -386,6 +418,18 @@ def test_an_environment_is_made_of_the_documents_it_references() -> None:
     warehouse.save(name, overwrite=True)
     loaded = load_environment(name).warehouse
     assert isinstance(loaded, DuckDBWarehouse) and loaded.path == "elsewhere.duckdb"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_environment_holding_a_copy_of_a_document_is_refused_at_load() -> None:
+    # What the UI's edit form saves when a nested field is not picked again: values, no link.
+    name = f"env-{uuid.uuid4().hex[:6]}"
+    DuckDBWarehouse().save(name)
+    ELTEnvironment(
+        warehouse=DuckDBWarehouse.load(name), transform=DbtCoreTransform(), alerts=ConsoleAlerts()
+    ).save(name)
+    with pytest.raises(InvalidBlockDocumentError, match="holds a copy of its transform, alerts"):
+        load_environment(name)
 
 
 @pytest.mark.usefixtures("prefect_api")

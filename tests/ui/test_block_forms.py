@@ -1,4 +1,7 @@
-"""Every custom block type can be created and edited through the Prefect UI's forms."""
+"""Every custom block type is created and edited through the Prefect UI's forms, and what
+`Block.load` returns is what was typed: edits right after a create, after a cancelled edit, and
+across documents in one page session (no reload, so the form mounts again as a person sees it).
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,18 @@ from prefect_slack import SlackWebhook
 
 from blocks import (
     ConsoleAlerts,
+    DbtCloudTransform,
     DbtCoreTransform,
     DuckDBWarehouse,
     ELTEnvironment,
-    SnowflakeWarehouse,
+    SlackAlerts,
 )
-from blocks.environment import InvalidBlockDocumentError, load_block, register_block_types
+from blocks.environment import (
+    InvalidBlockDocumentError,
+    load_block,
+    load_environment,
+    register_block_types,
+)
 from tests.ui.forms import pick_document
 
 # A nested block field to pick: (field label, document name, union member type or None).
@@ -35,6 +44,9 @@ SAVE_TIMEOUT_MS = 90_000
 CLICK_TIMEOUT_MS = 10_000  # from a click on Save to the form's validation request
 SAVE_CLICKS = 3
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/uisecretwebhook"
+DETAIL_URL = re.compile(r"/v2/blocks/block/[0-9a-f-]{36}(\?.*)?$")
+# Set on a full page load; still set later proves the page was not loaded again.
+SESSION_MARK = "window.__eltPageSession"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,9 +62,32 @@ def fill_form(page: Any, fields: dict[str, str]) -> None:
     for label, value in fields.items():
         page.get_by_label(label, exact=True).fill(value)
     for label, value in fields.items():  # still there: the form did not reload its values
-        # A one-line box turns the newlines of what is typed into spaces (see #15).
-        typed = re.compile(r"^\s*" + r"\s*".join(map(re.escape, value.split("\n"))) + r"\s*$")
-        expect(page.get_by_label(label, exact=True)).to_have_value(typed)
+        expect(page.get_by_label(label, exact=True)).to_have_value(value)
+
+
+def open_page(page: Any, api_url: str, path: str) -> None:
+    """A full page load of `path`, which starts a page session."""
+    page.goto(ui_url(api_url, path))
+    page.evaluate(f"{SESSION_MARK} = true")
+
+
+def go_in_session(page: Any, path: str) -> None:
+    """Navigate inside the running app (no page load), as its own links do."""
+    assert page.evaluate(SESSION_MARK), "the page was loaded again: no longer one page session"
+    # The app's router follows history changes, as on Back and Forward.
+    page.evaluate(
+        "path => { history.pushState({}, '', path); "
+        "dispatchEvent(new PopStateEvent('popstate', {state: history.state})); }",
+        path,
+    )
+    page.wait_for_url(re.compile(re.escape(path) + r"(\?.*)?$"))
+
+
+def fill_and_pick(page: Any, fields: dict[str, str], picks: Sequence[Pick]) -> None:
+    page.get_by_role("button", name="Save").wait_for()
+    fill_form(page, fields)
+    for label, document, member in picks:
+        pick_document(page, label, document, member)
 
 
 def create(
@@ -62,33 +97,50 @@ def create(
     name: str,
     fields: dict[str, str],
     picks: Sequence[Pick] = (),
+    *,
+    in_session: bool = False,
 ) -> str:
-    """Fill the create form of `slug`, pick nested documents and save; return the page URL."""
-    page.goto(ui_url(api_url, f"/v2/blocks/catalog/{slug}/create"))
-    page.get_by_role("button", name="Save").wait_for()
-    fill_form(page, {"Name": name, **fields})
-    for label, document, member in picks:
-        pick_document(page, label, document, member)
+    """Fill the create form of `slug` (after a full page load unless `in_session`), pick nested
+    documents and save; return the saved document's page path."""
+    path = f"/v2/blocks/catalog/{slug}/create"
+    if in_session:
+        go_in_session(page, path)
+    else:
+        open_page(page, api_url, path)
+    fill_and_pick(page, {"Name": name, **fields}, picks)
     save(page, "POST")
-    return str(page.url)
+    return str(page.url).removeprefix(ui_url(api_url, "")).split("?")[0]
 
 
-def edit(page: Any, block_url: str, fields: dict[str, str], picks: Sequence[Pick] = ()) -> None:
-    """Change `fields` and pick `picks` in the edit form of the document at `block_url`; save.
-
-    Prefect 3.8.8's V2 edit form shows every nested block field as "Select a block..." and, on
-    save, stores the nested documents' values inline (secrets as `********`) instead of the
-    references: every nested field must be picked again (see the xfail spec below).
-    """
-    # A full page load first: a twice-mounted edit form erases Optional fields (see notes).
-    page.goto(block_url)
-    page.get_by_role("button", name="Open menu").click()
+def open_edit_form(page: Any) -> None:
+    """From a document's page, open its edit form (the app's own menu: no page load)."""
+    menu = page.get_by_role("button", name="Open menu")
+    # Right after a save the page the app leaves can still show its own menus.
+    expect(menu).to_have_count(1)
+    menu.click()
     page.get_by_role("menuitem", name="Edit").click()
     page.get_by_role("button", name="Save").wait_for()
-    fill_form(page, fields)
-    for label, document, member in picks:
-        pick_document(page, label, document, member)
+
+
+def edit(page: Any, fields: dict[str, str], picks: Sequence[Pick] = ()) -> None:
+    """Edit the document whose page is shown, in this page session: change `fields`, pick
+    `picks`, save.
+
+    Prefect 3.8.8's V2 edit form shows every nested block field as "Select a block..." and
+    saves an untouched one as a copy of its values: a person picks each one again.
+    """
+    open_edit_form(page)
+    fill_and_pick(page, fields, picks)
+    assert page.evaluate(SESSION_MARK), "the page was loaded again: the spec would not hold"
     save(page, "PATCH")
+
+
+def cancel_edit(page: Any) -> None:
+    """Open the edit form of the document shown, then Cancel back to its page."""
+    open_edit_form(page)
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url(DETAIL_URL)
+    page.get_by_role("button", name="Open menu").wait_for()
 
 
 def click_save(page: Any) -> None:
@@ -136,42 +188,11 @@ def save(page: Any, method: str) -> None:
 
 
 def load(slug: str, name: str) -> Any:
-    return Block.load(f"{slug}/{name}", _sync=True)
+    return Block.load(f"{slug}/{name}", _sync=True)  # type: ignore[call-arg]
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def test_snowflake_warehouse_with_key_pair_is_created_and_edited_in_the_ui(
-    page: Any, prefect_api: str, private_key_pem: str
-) -> None:
-    name = unique("sf")
-    url = create(page, prefect_api, "snowflake-warehouse", name, {
-        "Account identifier": "myorg-myaccount",
-        "User": "ELT_LOADER",
-        "Private key (PEM) (Optional)": private_key_pem,
-        "Virtual warehouse": "LOADING",
-        "Database": "RAW_DB",
-    })  # fmt: skip
-    page.get_by_text("********").first.wait_for()
-    page_text = page.content()
-    assert "PRIVATE KEY" not in page_text
-    stored = load("snowflake-warehouse", name)
-    assert isinstance(stored, SnowflakeWarehouse)
-    assert (stored.account, stored.user, stored.auth_method) == (
-        "myorg-myaccount",
-        "ELT_LOADER",
-        "key_pair",
-    )
-    assert stored.password.get_secret_value() == ""
-    # What the form stored is a key prefect-snowflake can use, with no password.
-    assert stored.credentials().resolve_private_key() is not None
-
-    edit(page, url, {"Role (Optional)": "TRANSFORMER", "Virtual warehouse": "TRANSFORMING"})
-    edited = load("snowflake-warehouse", name)
-    assert (edited.role, edited.warehouse) == ("TRANSFORMER", "TRANSFORMING")
-    assert edited.private_key.get_secret_value() == stored.private_key.get_secret_value()
 
 
 def saved(block: Block, prefix: str) -> str:
@@ -181,42 +202,10 @@ def saved(block: Block, prefix: str) -> str:
     return name
 
 
-def create_dbt_cloud_transform(page: Any, api_url: str, name: str) -> str:
-    """Create a dbt Cloud Transform that picks saved credentials in its form; return its URL."""
-    credentials = saved(DbtCloudCredentials(api_key=SECRET_TOKEN, account_id=4242), "dbt-creds")
-    return create(
-        page, api_url, "dbt-cloud-transform", name, {"Job ID": "77"},
-        picks=[("dbt Cloud credentials", credentials, None)],
-    )  # fmt: skip
-
-
-def test_dbt_cloud_transform_is_created_with_nested_credentials_in_the_ui(
-    page: Any, prefect_api: str
-) -> None:
-    name = unique("dbt-cloud")
-    create_dbt_cloud_transform(page, prefect_api, name)
-    assert SECRET_TOKEN not in page.content()
-    stored = load("dbt-cloud-transform", name)
-    assert (stored.credentials.account_id, stored.job_id) == (4242, 77)
-    assert stored.credentials.domain == "cloud.getdbt.com"
-    assert stored.credentials.api_key.get_secret_value() == SECRET_TOKEN
-    assert stored.artifacts == ["run_results.json", "manifest.json"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Prefect 3.8.8's edit form saves the nested credentials' API key as `********` "
-    "(seen here on an edit of the parent form): edit the dbt Cloud Credentials block itself",
-)
-def test_editing_a_dbt_cloud_transform_in_the_ui_keeps_its_credentials_api_key(
-    page: Any, prefect_api: str
-) -> None:
-    name = unique("dbt-cloud")
-    url = create_dbt_cloud_transform(page, prefect_api, name)
-    edit(page, url, {"Poll interval (seconds) (Optional)": "30"})
-    edited = load("dbt-cloud-transform", name)
-    assert edited.poll_interval_seconds == 30
-    assert edited.credentials.api_key.get_secret_value() == SECRET_TOKEN
+def document_id(slug: str, name: str) -> UUID:
+    block: Block = load(slug, name)
+    assert block._block_document_id is not None
+    return block._block_document_id
 
 
 def referenced_documents(slug: str, name: str) -> dict[str, UUID]:
@@ -229,112 +218,222 @@ def referenced_documents(slug: str, name: str) -> dict[str, UUID]:
     }
 
 
-def document_ids(block: Block, fields: Sequence[str]) -> dict[str, Any]:
-    return {field: getattr(block, field)._block_document_id for field in fields}
+def shown_value(page: Any, title: str) -> str:
+    """What a document's page shows for the field titled `title`."""
+    term = page.locator("dt").filter(has_text=re.compile(rf"^{re.escape(title)}$"))
+    return str(term.locator("xpath=following-sibling::dd[1]").inner_text())
 
 
-def test_slack_alerts_pick_a_saved_webhook_document_and_keep_it_when_edited_in_the_ui(
-    page: Any, prefect_api: str
+Step = tuple[dict[str, str], Sequence[Pick]]  # fields typed, nested documents picked
+
+
+def edits_in_one_page_session(
+    page: Any, api_url: str, slug: str, created: Step, edited: Step, edited_again: Step
+) -> tuple[str, str]:
+    """Create A (after a full page load) and edit it right after; create B in the same page
+    session and edit it right after; back on A, Edit -> Cancel -> Edit. Return A's and B's names.
+
+    Every edit form after the first is a second mount of Prefect's lazily loaded form: the case
+    that wrote schema defaults over saved values.
+    """
+    first, second = unique(slug), unique(slug)
+    first_path = create(page, api_url, slug, first, *created)
+    edit(page, *edited)
+    create(page, api_url, slug, second, *created, in_session=True)
+    edit(page, *edited)
+    go_in_session(page, first_path)
+    cancel_edit(page)
+    edit(page, *edited_again)
+    return first, second
+
+
+def values(block: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: getattr(block, key) for key in fields}
+
+
+def test_a_snowflake_warehouse_keeps_every_value_through_edits_in_one_page_session(
+    page: Any, prefect_api: str, encrypted_private_key_pem: tuple[str, str]
 ) -> None:
-    hook = saved(SlackWebhook(url=WEBHOOK), "hook")
-    hook_id = load("slack-incoming-webhook", hook)._block_document_id
-    name = unique("slack")
-    url = create(
-        page, prefect_api, "slack-alerts", name, {"Environment label (Optional)": "prod"},
-        picks=[("Slack webhook", hook, None)],
+    pem, passphrase = encrypted_private_key_pem
+    created = {
+        "Account identifier": "myorg-myaccount", "User": "ELT_LOADER",
+        "Virtual warehouse": "LOADING", "Database": "RAW_DB",
+        # A text area: the PEM keeps its newlines.
+        "Key pair: private key (PEM) (Optional)": pem,
+        "Key pair: passphrase (Optional)": passphrase,
+        "Raw schema (Optional)": "LANDING", "Query tag (Optional)": "elt-ui",
+    }  # fmt: skip
+    first, second = edits_in_one_page_session(
+        page, prefect_api, "snowflake-warehouse", (created, []),
+        ({"Role (Optional)": "TRANSFORMER"}, []), ({"Virtual warehouse": "TRANSFORMING"}, []),
     )  # fmt: skip
-    page.get_by_text("********").first.wait_for()
-    assert "uisecretwebhook" not in page.content()
-    stored = load("slack-alerts", name)
-    assert stored.webhook._block_document_id == hook_id
-    assert stored.webhook.url.get_secret_value() == WEBHOOK
+    # An empty secret shows as not set; a set one never shows.
+    assert shown_value(page, "Password: password") == "None"
+    assert "PRIVATE KEY" not in page.content() and passphrase not in page.content()
+    typed = {
+        "account": "myorg-myaccount", "user": "ELT_LOADER", "database": "RAW_DB",
+        "auth_method": "key pair", "raw_schema": "LANDING", "transform_schema": "ANALYTICS",
+        "query_tag": "elt-ui", "role": "TRANSFORMER",
+    }  # fmt: skip
+    for name, warehouse in ((first, "TRANSFORMING"), (second, "LOADING")):
+        stored = load("snowflake-warehouse", name)
+        assert values(stored, typed) == typed and stored.warehouse == warehouse, name
+        assert stored.private_key.get_secret_value() == pem
+        assert stored.private_key_passphrase.get_secret_value() == passphrase
+        assert stored.password.get_secret_value() == ""
+        # What the form stored is a key prefect-snowflake can use, with no password.
+        assert stored.credentials().resolve_private_key() is not None
 
-    # 3.8.8's V2 edit form drops an untouched reference: the person picks the webhook again.
-    edit(page, url, {"Mention (Optional)": "<!here>"}, picks=[("Slack webhook", hook, None)])
-    assert "uisecretwebhook" not in page.content()
-    edited = load("slack-alerts", name)
-    assert (edited.mention, edited.environment_label) == ("<!here>", "prod")
-    assert edited.webhook._block_document_id == hook_id
-    assert edited.webhook.url.get_secret_value() == WEBHOOK
+
+@pytest.mark.parametrize(
+    ("slug", "created", "edited", "edited_again", "expected", "second_differs"),
+    [
+        ("duckdb-warehouse",
+         {"Database file (Optional)": "data/a.duckdb", "Raw schema (Optional)": "landing",
+          "Transform schema (Optional)": "marts"},
+         {"Memory limit (Optional)": "2GB"}, {"Raw schema (Optional)": "raw_ui"},
+         {"path": "data/a.duckdb", "raw_schema": "raw_ui", "transform_schema": "marts",
+          "memory_limit": "2GB"},
+         {"raw_schema": "landing"}),
+        ("dbt-core-transform",
+         {"dbt command (Optional)": "build --select marts+", "Target (Optional)": "duckdb",
+          "Project folder (Optional)": "dbt"},
+         {"Threads (Optional)": "2"}, {"Profiles folder (Optional)": "dbt/profiles"},
+         {"command": "build --select marts+", "target": "duckdb", "threads": 2,
+          "project_dir": "dbt", "profiles_dir": "dbt/profiles"},
+         {"profiles_dir": "dbt"}),
+        ("console-alerts",
+         {"Environment label (Optional)": "staging"},
+         {"Prefect UI URL (Optional)": "http://127.0.0.1:4200"},
+         {"Environment label (Optional)": "staging-2"},
+         {"environment_label": "staging-2", "prefect_ui_url": "http://127.0.0.1:4200"},
+         {"environment_label": "staging"}),
+    ],
+)  # fmt: skip
+def test_local_blocks_keep_every_value_through_edits_in_one_page_session(
+    page: Any, prefect_api: str, slug: str, created: dict[str, str], edited: dict[str, str],
+    edited_again: dict[str, str], expected: dict[str, Any], second_differs: dict[str, Any],
+) -> None:  # fmt: skip
+    first, second = edits_in_one_page_session(
+        page, prefect_api, slug, (created, []), (edited, []), (edited_again, [])
+    )
+    assert values(load(slug, first), expected) == expected
+    # The second document had the create and the first edit only.
+    assert values(load(slug, second), expected) == {**expected, **second_differs}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Prefect 3.8.8's V2 edit form seeds nested block fields with the referenced "
-    "document's values, shows 'Select a block...', and saves them inline: the reference is "
-    "dropped and the webhook URL stored as '********'. Passing means Prefect fixed it: stop "
-    "re-picking nested documents in edit().",
-)
-def test_editing_slack_alerts_in_the_ui_keeps_the_webhook_document_it_does_not_touch(
+def test_a_dbt_cloud_transform_keeps_its_credentials_and_values_when_picked_again(
+    page: Any, prefect_api: str
+) -> None:
+    credentials = saved(DbtCloudCredentials(api_key=SECRET_TOKEN, account_id=4242), "dbt-creds")
+    picks: list[Pick] = [("dbt Cloud credentials", credentials, None)]
+    created = {"Job ID": "77", "Wait timeout (seconds) (Optional)": "600"}
+    first, second = edits_in_one_page_session(
+        page, prefect_api, "dbt-cloud-transform", (created, picks),
+        ({"Poll interval (seconds) (Optional)": "30"}, picks),
+        ({"Re-runs of failed steps (Optional)": "2"}, picks),
+    )  # fmt: skip
+    assert SECRET_TOKEN not in page.content()
+    credentials_id = document_id("dbt-cloud-credentials", credentials)
+    for name, retries in ((first, 2), (second, 0)):
+        stored = load("dbt-cloud-transform", name)
+        assert isinstance(stored, DbtCloudTransform)
+        assert referenced_documents("dbt-cloud-transform", name) == {"credentials": credentials_id}
+        assert (stored.job_id, stored.timeout_seconds, stored.poll_interval_seconds) == (
+            77,
+            600,
+            30,
+        )
+        assert (stored.failed_steps_retries, stored.cancel_on_timeout) == (retries, True)
+        assert stored.artifacts == ["run_results.json", "manifest.json"]
+        assert stored.credentials.api_key.get_secret_value() == SECRET_TOKEN
+        assert (stored.credentials.account_id, stored.credentials.domain) == (
+            4242, "cloud.getdbt.com"
+        )  # fmt: skip
+
+    # Not picked again, the credentials are saved as a copy with a masked key: refused at load.
+    edit(page, {"Job ID": "78"})
+    assert referenced_documents("dbt-cloud-transform", first) == {}
+    with pytest.raises(InvalidBlockDocumentError, match=r"credentials\.api_key") as refused:
+        load_block(f"dbt-cloud-transform/{first}")
+    assert "Pick the dbt Cloud Credentials document again" in str(refused.value)
+
+
+def test_slack_alerts_keep_their_webhook_document_and_values_when_picked_again(
     page: Any, prefect_api: str
 ) -> None:
     hook = saved(SlackWebhook(url=WEBHOOK), "hook")
-    hook_id = load("slack-incoming-webhook", hook)._block_document_id
-    name = unique("slack")
-    url = create(page, prefect_api, "slack-alerts", name, {}, picks=[("Slack webhook", hook, None)])
-    edit(page, url, {"Mention (Optional)": "<!channel>"})
-    # Read the stored references first: the inlined '********' URL makes `load` raise.
-    assert referenced_documents("slack-alerts", name) == {"webhook": hook_id}
-    assert load("slack-alerts", name).webhook.url.get_secret_value() == WEBHOOK
+    picks: list[Pick] = [("Slack webhook", hook, None)]
+    first, second = edits_in_one_page_session(
+        page, prefect_api, "slack-alerts",
+        ({"Environment label (Optional)": "prod", "Mention (Optional)": "<!here>"}, picks),
+        ({"Prefect UI URL (Optional)": "https://prefect.example.com"}, picks),
+        ({"Mention (Optional)": "<!channel>"}, picks),
+    )  # fmt: skip
+    assert "uisecretwebhook" not in page.content()
+    hook_id = document_id("slack-incoming-webhook", hook)
+    for name, mention in ((first, "<!channel>"), (second, "<!here>")):
+        stored = load("slack-alerts", name)
+        assert isinstance(stored, SlackAlerts)
+        assert referenced_documents("slack-alerts", name) == {"webhook": hook_id}
+        assert stored.webhook.url.get_secret_value() == WEBHOOK
+        assert (stored.environment_label, stored.mention, stored.prefect_ui_url) == (
+            "prod", mention, "https://prefect.example.com"
+        )  # fmt: skip
+
+    # Not picked again, the webhook is saved as a copy with a masked URL: refused at load.
+    edit(page, {"Mention (Optional)": "<!here>"})
+    assert referenced_documents("slack-alerts", first) == {}
+    with pytest.raises(InvalidBlockDocumentError, match=r"webhook\.url") as refused:
+        load_block(f"slack-alerts/{first}")
+    assert "Pick the Slack Incoming Webhook document again" in str(refused.value)
 
 
-def test_an_environment_picks_its_documents_of_either_union_type_in_the_ui(
+def test_an_environment_is_assembled_by_picking_documents_of_either_union_type(
     page: Any, prefect_api: str
 ) -> None:
     duck_a = saved(DuckDBWarehouse(path="data/ui-a.duckdb"), "duck-a")
     duck_b = saved(DuckDBWarehouse(path="data/ui-b.duckdb"), "duck-b")
     core = saved(DbtCoreTransform(threads=2), "core")
     console = saved(ConsoleAlerts(environment_label="ui"), "console")
-    expected = {
-        "warehouse": load("duckdb-warehouse", duck_a)._block_document_id,
-        "transform": load("dbt-core-transform", core)._block_document_id,
-        # ConsoleAlerts is the union's second member: its own tab, not the default one.
-        "alerts": load("console-alerts", console)._block_document_id,
-    }
+    console_b = saved(ConsoleAlerts(environment_label="ui-b"), "console-b")
+    # Union members: each its own tab; ConsoleAlerts is the second one, not the default tab.
     picks: list[Pick] = [
         ("Warehouse", duck_a, DuckDBWarehouse),
         ("Transform", core, DbtCoreTransform),
         ("Alerts", console, ConsoleAlerts),
     ]
-    name = unique("env")
-    url = create(page, prefect_api, "elt-environment", name, {}, picks=picks)
-    stored = load("elt-environment", name)
-    assert isinstance(stored, ELTEnvironment)
-    assert document_ids(stored, expected) == expected
-    assert (stored.warehouse.path, stored.transform.threads) == ("data/ui-a.duckdb", 2)
-    assert stored.alerts.environment_label == "ui"
+    other_warehouse = [("Warehouse", duck_b, DuckDBWarehouse), *picks[1:]]
+    other_alerts = [*other_warehouse[:2], ("Alerts", console_b, ConsoleAlerts)]
+    first, second = edits_in_one_page_session(
+        page, prefect_api, "elt-environment", ({}, picks), ({}, other_warehouse),
+        ({}, other_alerts),
+    )  # fmt: skip
+    ids = {
+        name: document_id(slug, name)
+        for slug, name in [
+            ("duckdb-warehouse", duck_b), ("dbt-core-transform", core),
+            ("console-alerts", console), ("console-alerts", console_b),
+        ]
+    }  # fmt: skip
+    expected = {
+        first: {"warehouse": ids[duck_b], "transform": ids[core], "alerts": ids[console_b]},
+        second: {"warehouse": ids[duck_b], "transform": ids[core], "alerts": ids[console]},
+    }
+    for name, references in expected.items():
+        assert referenced_documents("elt-environment", name) == references
+        stored = load("elt-environment", name)
+        assert isinstance(stored, ELTEnvironment)
+        assert isinstance(stored.warehouse, DuckDBWarehouse)
+        assert isinstance(stored.transform, DbtCoreTransform)
+        assert (stored.warehouse.path, stored.transform.threads) == ("data/ui-b.duckdb", 2)
+    assert load("elt-environment", first).alerts.environment_label == "ui-b"
 
-    # Another warehouse document; the untouched fields must be picked again (see edit()).
-    edit(page, url, {}, picks=[("Warehouse", duck_b, DuckDBWarehouse), *picks[1:]])
-    edited = load("elt-environment", name)
-    expected["warehouse"] = load("duckdb-warehouse", duck_b)._block_document_id
-    assert document_ids(edited, expected) == expected
-    assert edited.warehouse.path == "data/ui-b.duckdb"
-
-
-@pytest.mark.parametrize(
-    ("slug", "fields", "edits", "expected"),
-    [
-        ("duckdb-warehouse", {"Database file (Optional)": "data/a.duckdb"},
-         {"Memory limit (Optional)": "2GB"}, {"path": "data/a.duckdb", "memory_limit": "2GB"}),
-        ("dbt-core-transform", {"Threads (Optional)": "2"},
-         {"dbt command (Optional)": "build --select marts+"},
-         {"threads": 2, "command": "build --select marts+"}),
-        ("console-alerts", {"Environment label (Optional)": "staging"},
-         {"Prefect UI URL (Optional)": "http://127.0.0.1:4200"},
-         {"environment_label": "staging", "prefect_ui_url": "http://127.0.0.1:4200"}),
-    ],
-)  # fmt: skip
-def test_local_blocks_are_created_and_edited_in_the_ui(
-    page: Any, prefect_api: str, slug: str, fields: dict[str, str], edits: dict[str, str],
-    expected: dict[str, object],
-) -> None:  # fmt: skip
-    name = unique(slug)
-    url = create(page, prefect_api, slug, name, fields)
-    edit(page, url, edits)
-    stored = load(slug, name)
-    assert {key: getattr(stored, key) for key in expected} == expected
+    # Not picked again, the documents are saved as copies: refused at load, naming the fix.
+    edit(page, {}, picks[:1])
+    assert set(referenced_documents("elt-environment", first)) == {"warehouse"}
+    with pytest.raises(InvalidBlockDocumentError, match="holds a copy of its transform, alerts"):
+        load_environment(first)
 
 
 def test_a_bad_value_typed_into_the_form_is_refused_on_load_naming_the_field(
@@ -345,7 +444,8 @@ def test_a_bad_value_typed_into_the_form_is_refused_on_load_naming_the_field(
     name = unique("bad")
     create(page, prefect_api, "snowflake-warehouse", name, {
         "Account identifier": "https://myorg.snowflakecomputing.com",
-        "User": "U", "Password (Optional)": "pw", "Virtual warehouse": "W", "Database": "D",
+        "User": "U", "Password: password (Optional)": "pw", "Virtual warehouse": "W",
+        "Database": "D",
     })  # fmt: skip
     with pytest.raises(InvalidBlockDocumentError) as refused:
         load_block(f"snowflake-warehouse/{name}")
