@@ -86,10 +86,10 @@ def test_the_readme_run_blocks_work_in_a_fresh_checkout_and_a_second_demo_is_inc
     demo = outputs[0]
     assert "Run: Completed" in demo, demo[-3000:]
     assert "from scratch" in demo and "Top customers" in demo
-    # Nothing after the final line (DuckDB's extension once listed "leaked" objects at exit).
-    assert demo.rstrip().endswith("`make stop` stops the Prefect server."), demo[-3000:]
+    # Nothing at exit (DuckDB's extension once listed ~40 "leaked" objects after the last line).
+    assert "nanobind" not in demo, demo[-3000:]
     assert "Deployed: local-daily, local-hourly, local-on-demand, local-window" in "".join(outputs)
     again = run_block(RUN_BLOCKS[0], root, env)
     assert "incrementally (only the new rows)" in again, again[-3000:]
     assert "built only what changed" in again and "left the rest as built" in again
-    assert again.rstrip().endswith("`make stop` stops the Prefect server."), again[-3000:]
+    assert "nanobind" not in again, again[-3000:]
