@@ -167,22 +167,31 @@ def click_save(page: Any) -> None:
     )
 
 
+BUSY_SAVES = 3
+
+
 def save(page: Any, method: str) -> None:
     """Save the form and wait for the saved document's page; fail with what the server or the
     page said when the save request is refused or never sent."""
-    try:
-        with page.expect_response(
-            lambda r: r.request.method == method and "/api/block_documents" in r.url,
-            timeout=SAVE_TIMEOUT_MS,
-        ) as sent:
-            click_save(page)
-    except PlaywrightTimeoutError:
-        toasts = page.locator("[data-sonner-toast]").all_inner_texts()
-        raise AssertionError(
-            f"the form validated but sent no {method} within {SAVE_TIMEOUT_MS // 1000} s; "
-            f"toasts: {toasts}; page: {page.inner_text('main')[:1500]!r}"
-        ) from None
-    response = sent.value
+    for attempt in range(1, BUSY_SAVES + 1):
+        try:
+            with page.expect_response(
+                lambda r: r.request.method == method and "/api/block_documents" in r.url,
+                timeout=SAVE_TIMEOUT_MS,
+            ) as sent:
+                click_save(page)
+        except PlaywrightTimeoutError:
+            toasts = page.locator("[data-sonner-toast]").all_inner_texts()
+            raise AssertionError(
+                f"the form validated but sent no {method} within {SAVE_TIMEOUT_MS // 1000} s; "
+                f"toasts: {toasts}; page: {page.inner_text('main')[:1500]!r}"
+            ) from None
+        response = sent.value
+        # 503: the shared test server's database was busy and the save rolled back (nothing
+        # stored); the form stays open and a person clicks Save again.
+        if response.status != 503 or attempt == BUSY_SAVES:
+            break
+        page.wait_for_timeout(2000)
     assert response.ok, f"the UI's save was refused: {response.status} {response.text()[:500]}"
     page.wait_for_url(re.compile(r"/v2/blocks/block/[0-9a-f-]{36}(\?.*)?$"))
 
