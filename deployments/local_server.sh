@@ -16,7 +16,7 @@ case "${1:-start}" in
     mkdir -p "$HOME_DIR"
     echo "Starting a local Prefect server on http://127.0.0.1:$PORT (log: $LOG_FILE) ..."
     PREFECT_UI_API_URL="http://127.0.0.1:$PORT/api" PREFECT_HOME="$HOME_DIR" \
-      nohup "$UV" run prefect server start --host 127.0.0.1 --port "$PORT" >"$LOG_FILE" 2>&1 &
+      nohup "$UV" run python -m deployments.sqlite_server --host 127.0.0.1 --port "$PORT" >"$LOG_FILE" 2>&1 &
     echo $! >"$PID_FILE"
     for _ in $(seq 1 180); do
       if healthy; then echo "Prefect server ready: UI at http://127.0.0.1:$PORT"; exit 0; fi

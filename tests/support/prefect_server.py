@@ -1,4 +1,5 @@
-"""A real `prefect server start` on a free loopback port, with its own SQLite database."""
+"""A real `prefect server start` on a free loopback port, with its own SQLite database, started
+as `make server` starts it (deployments/sqlite_server.py)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def running_prefect_server(home: Path) -> Iterator[str]:
     }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+            [sys.executable, "-m", "deployments.sqlite_server", "--host", "127.0.0.1",
              "--port", str(port)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
