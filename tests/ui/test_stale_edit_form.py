@@ -18,7 +18,7 @@ what was just saved, and reload the page when it does not.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,46 +45,65 @@ CREATED = {
 }
 FIRST_EDIT = {"Memory limit (Optional)": "2GB"}
 MEMORY_LIMIT = "Memory limit (Optional)"
+GIVE_UP_CHECKS = 12  # of 5.5 s each
+
+
+class Refreshes:
+    """The UI's requests for one document after its next save, as the test server answers."""
+
+    def __init__(self) -> None:
+        self.saved = False
+        self.answering = False
+        self.refused = 0
+        self.hung: list[Any] = []
+
+    def answer_again(self) -> None:
+        """The server is well again: answer from now on, and the requests hung so far."""
+        self.answering = True
+        while self.hung:
+            self.hung.pop().fallback()
+
+    def wait_until_the_ui_gives_up(self, page: Any) -> None:
+        """Wait until the UI stops retrying (its longest pause between retries is 4 s)."""
+        for _ in range(GIVE_UP_CHECKS):
+            seen = self.refused
+            page.wait_for_timeout(5_500)
+            if self.refused and self.refused == seen:
+                return
+        raise AssertionError(f"the UI still retried after {self.refused} refused requests")
 
 
 @contextmanager
-def refreshes_after_a_save(page: Any, answer: str) -> Iterator[Callable[[], None]]:
+def refreshes_after_a_save(page: Any, answer: str) -> Iterator[Refreshes]:
     """From the next save of the document shown on, make the UI's requests for that document
-    fail with 503 (`answer="503"`, a busy server) or hang (`answer="hang"`, a slow one).
-
-    Yields a function that lets the server answer again (releasing any hung request)."""
+    fail with 503 (`answer="503"`) or hang unanswered (`answer="hang"`)."""
     document_id = page.url.split("?")[0].rsplit("/", 1)[-1]
-    state = {"saved": False, "answering": False}
-    hung: list[Any] = []
+    refreshes = Refreshes()
 
     def note_save(request: Any) -> None:
         # The refresh is sent after the save's response: requests before it are answered.
         if request.method == "PATCH" and document_id in request.url:
-            state["saved"] = True
+            refreshes.saved = True
 
     def intercept(route: Any) -> None:
-        if route.request.method != "GET" or not state["saved"] or state["answering"]:
+        if route.request.method != "GET" or not refreshes.saved or refreshes.answering:
             route.fallback()
         elif answer == "hang":
-            hung.append(route)
+            refreshes.hung.append(route)
         else:
+            refreshes.refused += 1
             route.fulfill(
                 status=503,
                 content_type="application/json",
                 body='{"exception_message": "Service Unavailable"}',
             )
 
-    def answer_again() -> None:
-        state["answering"] = True
-        while hung:
-            hung.pop().fallback()
-
     page.on("request", note_save)
     page.route(re.compile(rf"/api/block_documents/{document_id}(\?.*)?$"), intercept)
     try:
-        yield answer_again
+        yield refreshes
     finally:
-        answer_again()
+        refreshes.answer_again()
 
 
 def memory_limit_in_form(page: Any) -> str:
@@ -98,13 +117,12 @@ def test_an_edit_saved_while_the_ui_could_not_refresh_the_block_writes_the_older
     # the form's copy before it can be saved (then README's rule and this file can go).
     name = unique("stale")
     create(page, prefect_api, SLUG, name, CREATED)
-    with refreshes_after_a_save(page, "503"):
+    with refreshes_after_a_save(page, "503") as refreshes:
         open_edit_form(page)
         page.get_by_label(MEMORY_LIMIT, exact=True).fill("2GB")
         save(page, "PATCH")
         assert load(SLUG, name).memory_limit == "2GB"
-        # Past the UI's 3 retries (1 + 2 + 4 s): it has given up, and says nothing.
-        page.wait_for_timeout(9_000)
+        refreshes.wait_until_the_ui_gives_up(page)  # and it says nothing
         assert shown_value(page, "Memory limit") == "None"
         expect(page.get_by_text(re.compile("error", re.IGNORECASE))).to_have_count(0)
         open_edit_form(page)
@@ -120,13 +138,13 @@ def test_a_block_page_that_shows_an_older_value_after_a_save_is_reloaded_before_
 ) -> None:
     name = unique("reload")
     create(page, prefect_api, SLUG, name, CREATED)
-    with refreshes_after_a_save(page, "503") as answer_again:
+    with refreshes_after_a_save(page, "503") as refreshes:
         open_edit_form(page)
         page.get_by_label(MEMORY_LIMIT, exact=True).fill("2GB")
         save(page, "PATCH")
-        page.wait_for_timeout(9_000)
+        refreshes.wait_until_the_ui_gives_up(page)
         assert shown_value(page, "Memory limit") == "None"  # what a person is told to look at
-        answer_again()  # the server is well again; the UI does not ask by itself
+        refreshes.answer_again()  # the server is well again; the UI does not ask by itself
         page.wait_for_timeout(2_000)
         assert shown_value(page, "Memory limit") == "None"
     page.reload()  # README: reload when the page does not show what you saved
@@ -144,7 +162,7 @@ def test_a_slow_refresh_after_a_save_keeps_the_older_copy_until_it_lands_then_ed
     # page shows the save (README) is what makes the next edit safe.
     name = unique("slow")
     create(page, prefect_api, SLUG, name, CREATED)
-    with refreshes_after_a_save(page, "hang") as answer_again:
+    with refreshes_after_a_save(page, "hang") as refreshes:
         open_edit_form(page)
         page.get_by_label(MEMORY_LIMIT, exact=True).fill("2GB")
         save(page, "PATCH")
@@ -152,7 +170,7 @@ def test_a_slow_refresh_after_a_save_keeps_the_older_copy_until_it_lands_then_ed
         open_edit_form(page)
         assert memory_limit_in_form(page) == ""  # the form an impatient person would save
         page.get_by_role("link", name="Cancel").click()
-        answer_again()
+        refreshes.answer_again()
         expect_page_shows_saved(page, FIRST_EDIT)
     edit(page, {"Raw schema (Optional)": "raw_ui"})
     stored = load(SLUG, name)
