@@ -1,4 +1,4 @@
-"""Headless Debian Chromium driven by Playwright, against the session's Prefect server."""
+"""Headless Debian Chromium driven by Playwright, against a Prefect server of the UI specs' own."""
 
 from __future__ import annotations
 
@@ -28,6 +28,31 @@ def browser() -> Iterator[object]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="package")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server (and SQLite file) no other test writes to.
+
+    On the suite's shared server, flow runs of other tests keep SQLite busy and it answers some
+    requests 503. Prefect 3.8.8's UI refreshes its copy of a block after a save in the
+    background; when that refresh fails it keeps the copy from before the save, shows no
+    error, and the next edit form is filled from it and saves it back (tests/ui/
+    test_stale_edit_form.py). Here the specs see the UI as a person with a healthy server does.
+    """
+    from tests.support.prefect_server import running_prefect_server
+
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-home-ui")) as api_url:
+        yield api_url
+
+
+@pytest.fixture(scope="package")
+def prefect_api(prefect_server: str) -> Iterator[str]:
+    """Point this process's Prefect client (`Block.load`, setup) at the UI specs' server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        yield prefect_server
 
 
 @pytest.fixture
