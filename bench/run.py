@@ -28,6 +28,7 @@ SCALES = {"small": 90, "large": 1095}  # days of orders; large is ~4.5M order it
 START = date(2023, 1, 1)
 REPEAT = 5
 DBT_REPEAT = 3
+ELT_REPEAT = 3
 
 
 def peak_rss_mb() -> float:
@@ -58,14 +59,21 @@ def best_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def repeated(name: str, *args: str, before: Any = None) -> dict[str, Any]:
-    """`case` REPEAT times, calling `before()` ahead of each run to set its starting state."""
+def fastest_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of repeated runs, whole: its parts (load, dbt, orchestration) add up."""
+    return min(runs, key=lambda run: run["seconds"])
+
+
+def repeated(
+    name: str, *args: str, before: Any = None, times: int = REPEAT, pick: Any = best_of
+) -> dict[str, Any]:
+    """`case` `times` times, calling `before()` ahead of each run to set its starting state."""
     runs = []
-    for _ in range(REPEAT):
+    for _ in range(times):
         if before is not None:
             before()
         runs.append(case(name, *args))
-    return best_of(runs)
+    return dict(pick(runs))
 
 
 def remove(db: Path) -> None:
@@ -254,15 +262,20 @@ def main() -> None:
     generate(SCALES["large"] // 10, small)
     results["tenth"] = case("extract-load", str(small), str(WORK / "tenth.duckdb"))
     generate(SCALES["small"], small)
-    results["elt-small"] = case("elt", str(small), str(WORK / "elt-small.duckdb"))
+    elt_small, elt_db = WORK / "elt-small.duckdb", WORK / "elt-large.duckdb"
+    elt = {"times": ELT_REPEAT, "pick": fastest_run}
+    results["elt-small"] = repeated("elt", str(small), str(elt_small),
+                                    before=lambda: remove(elt_small), **elt)  # fmt: skip
     generate(SCALES["large"], large)
-    elt_db = WORK / "elt-large.duckdb"
-    results["elt-large"] = case("elt", str(large), str(elt_db))
-    shutil.copyfile(elt_db, WORK / "built.duckdb")
-    results["elt-nochange"] = case("elt", str(large), str(elt_db))
+    results["elt-large"] = repeated("elt", str(large), str(elt_db),
+                                    before=lambda: remove(elt_db), **elt)  # fmt: skip
+    built = WORK / "built.duckdb"
+    shutil.copyfile(elt_db, built)
+    results["elt-nochange"] = repeated("elt", str(large), str(elt_db), **elt)
     generate(SCALES["large"] + days_for_share(large, 0.01), large)
-    results["elt-plus1pct"] = case("elt", str(large), str(elt_db))
-    results.update(dbt_side_by_side(WORK / "built.duckdb"))
+    results["elt-plus1pct"] = repeated("elt", str(large), str(elt_db),
+                                       before=lambda: restore(built, elt_db), **elt)  # fmt: skip
+    results.update(dbt_side_by_side(built))
     print(report(results))
 
 
@@ -315,7 +328,7 @@ def report(r: dict[str, dict[str, Any]]) -> str:
     lines += [
         "",
         f"dbt rows: the best of {DBT_REPEAT} runs each, plain and flow in turn, on copies of the large built warehouse; the flow's seconds include its flow run.",
-        f"Timed rows are the best of {REPEAT} runs (dlt, the 1/10 load and elt: one run). Ratios on 'work' compare the time inside the table-load tasks; the flow's fixed ~1-2 s of orchestration is in 'seconds'.",
+        f"Timed rows are the best of {REPEAT} runs (dlt and the 1/10 load: one run; each elt row: the fastest of {ELT_REPEAT} runs, whole, so its parts add up). Ratios on 'work' compare the time inside the table-load tasks; the flow's fixed ~1-2 s of orchestration is in 'seconds'.",
         "The 'no new rows' rerun skips files unchanged since their last load; 'every file rewritten' gives each file a new modification time, so the cursor tables go through the incremental path and read the rows at their watermark again.",
         "Peak MB is the peak RSS of the process running the case: Python, the Prefect client, pyarrow and DuckDB as well as the load. MB above start subtracts the process's resident memory just before the measured call (after imports and block setup), i.e. the most the load itself added. "
         f"The memory target is judged on peak MB; on MB above start, the 10x load takes {added:.2f}x the memory of the 1/10 one.",
