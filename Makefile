@@ -41,8 +41,8 @@ browser: ## Install Debian's Chromium for the UI tests when missing
 test: install browser ## Run the test suite (installs first)
 	$(UV) run pytest
 
-test-fast: install ## Run the tests that need no Prefect server (under a minute)
-	$(UV) run pytest -m "not server"
+test-fast: install ## Run the tests that need no Prefect server and take no seconds each (about 30 s)
+	$(UV) run pytest -m "not server and not slow"
 
 image: ## Build the image (IMAGE, default prefect-elt:local) with buildah as root, no Docker engine
 	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || { \

@@ -33,6 +33,9 @@ from pipeline.datasets.jaffle_shop import JAFFLE_SHOP
 from tests.conftest import REPO_ROOT
 from tests.support.raw_tables import column_ddl
 
+# Each case runs a real dbt parse or build: 1 to 8 s apiece.
+pytestmark = pytest.mark.slow
+
 DBT_DIR = REPO_ROOT / "dbt"
 RAW = "raw"
 MARTS = "analytics"

@@ -21,6 +21,9 @@ from tests.conftest import REPO_ROOT
 from tests.support.killable_load import ORDERS, orders_source
 from tests.support.warehouses import warehouse_on_disk
 
+# Each case starts a fresh Python that imports the loader, then kills it: about 5 s apiece.
+pytestmark = pytest.mark.slow
+
 # (warehouse, load, step): whether the killed load left a real staging table, for the next
 # load to drop. Temporary ones die with the session: DuckDB stages rows to MERGE in one, Snowflake
 # stages every load in one (its replace copies the rows).
