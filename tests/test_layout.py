@@ -43,3 +43,16 @@ def test_the_readme_layout_names_every_package_and_top_level_folder() -> None:
     }
     assert set(PACKAGES) <= listed
     assert folders <= listed
+
+
+def test_the_image_holds_every_package_the_wheel_ships_and_the_dbt_project() -> None:
+    # The image copies what .dockerignore lets through (`COPY . .`); the wheel's package list
+    # decides what the project is.
+    import tomllib
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    shipped = set(pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    let_through = {line.removeprefix("!") for line in lines if line.startswith("!")}
+    assert "*" in lines and set(PACKAGES) - {"tests"} == shipped
+    assert let_through == shipped | {"dbt", "pyproject.toml", "uv.lock", "README.md"}
