@@ -113,8 +113,9 @@ def build_block_check_automations(
             "block_document_id": "{{ event.resource.id | replace('prefect.block-document.', '') }}",
             "how": "{{ event.event | replace('prefect.block-document.', '') }}",
             # The save itself: the check compares it with the two before it (later saves
-            # must not shift it).
-            "event_id": "{{ event.id }}",
+            # must not shift it). `string`: the server renders a lone expression through
+            # `tojson`, which refuses a UUID (the action fails, no check runs).
+            "event_id": "{{ event.id | string }}",
         }
         action = RunDeployment(
             source="selected", deployment_id=deployment_id, parameters=parameters
