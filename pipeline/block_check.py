@@ -197,7 +197,9 @@ def reverted_fields(
 ) -> list[Revert]:
     """The fields where this save equals the save before the previous one and the previous
     save differs: what the previous save changed and this one undid. Nothing without both
-    earlier saves (a first or second save)."""
+    earlier saves (a first or second save). Each save is its event's `payload.data`: only the
+    non-secret string fields, so secrets, nested documents and non-string values are not
+    compared (a field missing from a save is compared as None: not set or not a string)."""
     if before_previous is None or previous is None:
         return []
     fields = sorted({*before_previous, *previous, *this})
