@@ -112,6 +112,10 @@ def build_block_check_automations(
             "environment": environment,
             "block_document_id": "{{ event.resource.id | replace('prefect.block-document.', '') }}",
             "how": "{{ event.event | replace('prefect.block-document.', '') }}",
+            # The save itself: the check compares it with the two before it (later saves
+            # must not shift it). `string`: the server renders a lone expression through
+            # `tojson`, which refuses a UUID (the action fails, no check runs).
+            "event_id": "{{ event.id | string }}",
         }
         action = RunDeployment(
             source="selected", deployment_id=deployment_id, parameters=parameters

@@ -9,10 +9,13 @@ from pipeline.block_check import check_saved_document
 
 # No alert hooks: the check reports what it finds itself, and a failed check is that report.
 @flow(name="block-check", log_prints=True)
-def block_check(environment: str = "local", block_document_id: str = "", how: str = "saved") -> str:
-    """Load the saved document (and the environment using it) as a run would; alert through the
-    environment's alerts naming document, field and fix."""
-    return check_saved_document(environment, block_document_id, how)
+def block_check(
+    environment: str = "local", block_document_id: str = "", how: str = "saved", event_id: str = ""
+) -> str:
+    """Load the saved document (and the environment using it) as a run would, and compare the
+    save (the event `event_id`; the latest when empty) with the two before it; alert through
+    the environment's alerts naming document, field and fix, or each string field put back."""
+    return check_saved_document(environment, block_document_id, how, event_id)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -39,7 +40,19 @@ from blocks.environment import (
     local_links_problem,
 )
 from deployments.automations import apply_block_check_automations, build_block_check_automations
-from pipeline.block_check import Document, check_report, checked_block_type_names, plan_check
+from pipeline.block_check import (
+    Document,
+    Revert,
+    Save,
+    check_report,
+    check_saved_document,
+    checked_block_type_names,
+    plan_check,
+    read_saves,
+    revert_report,
+    reverted_fields,
+    saves_up_to,
+)
 from tests.conftest import REPO_ROOT
 from tests.support.environments import link, save_document_data, save_environment, slack_alerts
 
@@ -259,6 +272,130 @@ def test_the_check_runs_with_the_saved_documents_id_and_how_it_was_saved() -> No
     assert action.parameters["environment"] == "prod"
     assert "event.resource.id" in action.parameters["block_document_id"]
     assert "event.event" in action.parameters["how"]
+    assert action.parameters["event_id"] == "{{ event.id | string }}"  # this save, not the latest
+
+
+# --- a save that puts back what the previous save changed (no server) ---------------------
+
+V1 = {"path": "w.duckdb", "raw_schema": "raw", "memory_limit": ""}
+
+
+@pytest.mark.parametrize(
+    ("before_previous", "previous", "this", "reverted"),
+    [
+        # The previous save set memory_limit; this one (a stale form) put '' back.
+        (V1, {**V1, "memory_limit": "2GB"}, V1, [Revert("memory_limit", "", "2GB")]),
+        # ... and changed another field: only the one put back is named.
+        (V1, {**V1, "memory_limit": "2GB"}, {**V1, "raw_schema": "raw2"},
+         [Revert("memory_limit", "", "2GB")]),
+        # Two fields put back, in field order.
+        (V1, {**V1, "raw_schema": "raw2", "memory_limit": "2GB"}, V1,
+         [Revert("memory_limit", "", "2GB"), Revert("raw_schema", "raw", "raw2")]),
+        # Normal edits: a new value, or the previous save's value kept.
+        (V1, {**V1, "memory_limit": "2GB"}, {**V1, "memory_limit": "4GB"}, []),
+        (V1, {**V1, "memory_limit": "2GB"}, {**V1, "memory_limit": "2GB", "path": "x"}, []),
+        (V1, V1, V1, []),  # saved unchanged
+        # A field the previous save added (None: no string value), removed again.
+        (V1, {**V1, "mention": "<!here>"}, V1, [Revert("mention", None, "<!here>")]),
+        # A field the previous save removed (or set to a non-string), put back.
+        ({**V1, "mention": "<!here>"}, V1, {**V1, "mention": "<!here>"},
+         [Revert("mention", "<!here>", None)]),
+        # A field only this save has: new, not put back.
+        (V1, V1, {**V1, "mention": "<!here>"}, []),
+        # A first or second save: nothing to compare with.
+        (None, None, V1, []),
+        (None, V1, {**V1, "memory_limit": "2GB"}, []),
+    ],
+    ids=["put-back", "put-back-and-edit", "two-fields", "new-value", "kept", "unchanged",
+         "added-then-removed", "removed-then-put-back", "added-now", "first-save",
+         "second-save"],
+)  # fmt: skip
+def test_a_save_that_puts_back_what_the_previous_save_changed_names_each_field(
+    before_previous: dict[str, str] | None,
+    previous: dict[str, str] | None,
+    this: dict[str, str],
+    reverted: list[Revert],
+) -> None:
+    assert reverted_fields(before_previous, previous, this) == reverted
+
+
+T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def save_at(seconds: float, event_id: uuid.UUID | None = None) -> Save:
+    return Save(event_id or uuid.uuid4(), T0 + timedelta(seconds=seconds), {})
+
+
+def test_saves_are_ordered_by_when_they_occurred_and_end_at_the_triggering_save() -> None:
+    first, second, this, later = save_at(0), save_at(5), save_at(9), save_at(12)
+    # Listed as they arrived (late ones last), not as they occurred.
+    arrived = [this, later, first, second]
+    assert saves_up_to(arrived, this.event_id) == [first, second, this]
+    assert saves_up_to(arrived, None) == [first, second, this, later]  # no id: the latest
+    assert saves_up_to(arrived, uuid.uuid4()) == []  # the save's event is not stored yet
+
+
+def test_the_revert_report_names_document_field_values_time_and_what_to_do() -> None:
+    report = revert_report(
+        "duckdb-warehouse/prod", T0, [Revert("memory_limit", "", "2GB"), Revert("x", None, "y")]
+    )
+    assert report.splitlines()[:3] == [
+        "duckdb-warehouse/prod was updated with older values put back:",
+        "- `memory_limit`: the save at 2025-03-01 09:30:00 UTC changed it from '' to '2GB'; "
+        "this save put '' back",
+        "- `x`: the save at 2025-03-01 09:30:00 UTC changed it from (not set) to 'y'; this "
+        "save put (not set) back",
+    ]
+    assert "Reload the block's page, check the values and save again" in report
+    assert "If you meant it, nothing to do." in report
+
+
+# --- a save that puts back what the previous save changed, through the server --------------
+
+
+def saved_with_events(document_id: uuid.UUID, count: int) -> list[Save]:
+    """The document's saves, oldest first, once the server has stored `count` of them (it
+    stores events in batches, every 5 s)."""
+    return wait_for(
+        lambda: len(saves := saves_up_to(read_saves(str(document_id)), None)) >= count and saves,
+        60,
+    )
+
+
+def test_a_save_putting_back_what_the_previous_save_changed_is_alerted_naming_the_field(
+    prefect_api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """~10 s: the check as the automation runs it for the third save (the event's id), with
+    the environment's console alerts; then a normal edit reports nothing."""
+    name = f"revert-{uuid.uuid4().hex[:8]}"
+    save_environment(name, warehouse=DuckDBWarehouse(path="data/revert.duckdb"))  # v1
+    v1 = DuckDBWarehouse.load(name).model_dump()
+    document = save_document_data("duckdb-warehouse", name, {**v1, "memory_limit": "2GB"})
+    # v3, from a form filled before v2: memory_limit back to '', and another field edited.
+    save_document_data("duckdb-warehouse", name, {**v1, "transform_schema": "analytics_two"})
+    saves = saved_with_events(document, 3)
+    with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
+        result = check_saved_document(name, str(document), "updated", str(saves[-1].event_id))
+    alerts = "\n".join(r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts")
+    assert f"duckdb-warehouse/{name} was updated with older values put back" in alerts
+    when = saves[-2].occurred.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert (
+        f"`memory_limit`: the save at {when} changed it from '' to '2GB'; this save put '' back"
+    ) in alerts
+    assert "transform_schema" not in alerts  # edited, not put back
+    assert "If you meant it, nothing to do." in alerts
+    assert "memory_limit" in result
+
+    caplog.clear()
+    save_document_data(  # v4: a normal edit
+        "duckdb-warehouse", name, {**v1, "transform_schema": "analytics_two", "raw_schema": "r2"}
+    )
+    saves = saved_with_events(document, 4)
+    assert saves[-1].data.get("raw_schema") == "r2"
+    with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
+        result = check_saved_document(name, str(document), "updated", str(saves[-1].event_id))
+    assert result == "OK"
+    assert not [r for r in caplog.records if r.name == "prefect.elt.alerts"]
 
 
 # --- after a save, through the server (one served check, one captured webhook) -------------
@@ -366,6 +503,7 @@ def test_a_good_save_posts_nothing_and_its_check_completes(checked: Checked) -> 
     run = checked.good_save_check
     assert run is not None and run.state is not None and run.state.is_completed(), run
     assert checked.posted_after_good_save == 0
+    uuid.UUID(run.parameters["event_id"])  # the automation passed the save's event
 
 
 def test_a_bad_document_created_as_the_ui_does_is_alerted_within_a_minute(
