@@ -273,7 +273,8 @@ def run_dbt_core(
         raise  # nothing was built: the last build's record still holds
     except DbtCoreError:
         record_build(warehouse, schema, fingerprint, complete=False)
-        _failed_builds.add(flow_run)
+        if flow_run:  # outside a flow run there is no retry: the next call runs its command
+            _failed_builds.add(flow_run)
         raise
     finally:
         result.seconds = time.perf_counter() - started
@@ -287,16 +288,15 @@ def run_planned(
 ) -> None:
     """Gate on source freshness if asked, then run `command`; raise DbtCoreError on failures."""
     # A retry repeats an attempt whose gate passed. A lone command parses as it runs.
-    gated = freshness_gate and command[0] != "retry"
-    if gated:
+    if freshness_gate and command[0] != "retry":
         dbt.parse(result)
-    if gated and not dbt.invoke(["source", "freshness"], result):
-        raise DbtFreshnessError(
-            "dbt source freshness failed: a raw table is stale or missing; load it "
-            "(extract_load) or turn off the freshness gate. "
-            + "; ".join(result.failures or ["see the dbt log"]),
-            result,
-        )
+        if not dbt.invoke(["source", "freshness"], result):
+            raise DbtFreshnessError(
+                "dbt source freshness failed: a raw table is stale or missing; load it "
+                "(extract_load) or turn off the freshness gate. "
+                + "; ".join(result.failures or ["see the dbt log"]),
+                result,
+            )
     if not dbt.invoke(command, result):
         detail = "; ".join(result.failures or ["see the dbt log"])
         raise DbtCoreError(f"dbt {command[0]} failed: {detail}", result)

@@ -21,7 +21,7 @@ from blocks import DbtCoreTransform, DuckDBWarehouse
 from demo.data import generate_jaffle_shop
 from flows.elt import elt
 from flows.transform import transform
-from pipeline.dbt_core import DbtCoreError
+from pipeline.dbt_core import DbtCoreError, DbtFreshnessError
 from pipeline.transform_result import NodeStatus
 from tests.conftest import REPO_ROOT
 from tests.support.artifacts import latest_artifact
@@ -141,6 +141,32 @@ def test_the_dbt_core_blocks_run_raises_naming_the_failed_test_with_its_results(
     assert result.failures[0].startswith("test.jaffle_shop.unique_stg_orders_order_id")
     assert result.counts["tests_failed"] >= 1
     assert result.counts["models"] == 1
+    # Outside a flow run nothing is retried: the next call runs its own command, which passes.
+    again = block.run(warehouse)
+    assert (again.scope, again.counts["tests_failed"], again.counts["models"]) == (
+        "everything", 0, 1,
+    )  # fmt: skip
+
+
+def test_the_freshness_gate_stops_before_the_build_naming_the_stale_source(
+    environment: dict[str, Any],
+) -> None:
+    block = DbtCoreTransform(
+        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2,
+        command="build --select stg_supplies", freshness_gate=True,
+    )  # fmt: skip
+    warehouse = environment["warehouse"]
+    stale = "UPDATE raw.raw_supplies SET _loaded_at = _loaded_at {} INTERVAL 3 DAY"
+    with warehouse.fresh() as own:
+        own.execute(stale.format("-"))  # past the source's 48-hour error_after
+    try:
+        with pytest.raises(DbtFreshnessError) as failed:
+            block.run(warehouse)
+    finally:
+        with warehouse.fresh() as own:
+            own.execute(stale.format("+"))
+    assert "source.jaffle_shop.jaffle_shop.raw_supplies" in str(failed.value)
+    assert failed.value.result.counts["models"] == 0
 
 
 def test_a_broken_dbt_test_fails_the_flow_alerts_once_and_lists_the_test_first(
