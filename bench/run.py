@@ -8,6 +8,7 @@ machine) and their highest peak memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -205,7 +206,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
         environment = environment_for(db)
         baseline = rss_mb()
         started = time.perf_counter()
-        loads, built = elt(environment=environment, data_dir=str(data))
+        loads, built = asyncio.run(elt(environment=environment, data_dir=str(data)))
         return {
             "seconds": time.perf_counter() - started,
             "load_seconds": sum(load.seconds for load in loads),

@@ -6,6 +6,7 @@ that rebuilds only what the new orders feed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -54,12 +55,15 @@ def next_dataset(data_dir: Path) -> tuple[int, bool]:
 def main(data_dir: Path | None = None) -> int:
     set_up_console()
     from prefect.settings import PREFECT_UI_URL
+    from prefect.states import State
 
     from blocks import DuckDBWarehouse, load_environment
     from demo.data import generate_jaffle_shop
     from flows.elt import elt
     from flows.extract_load import DEFAULT_DATA_DIR
+    from pipeline.loading import TableLoad
     from pipeline.summaries import text_table
+    from pipeline.transform_result import TransformResult
 
     data_dir = data_dir or Path(DEFAULT_DATA_DIR)
 
@@ -67,9 +71,13 @@ def main(data_dir: Path | None = None) -> int:
     print(f"Generating {days} days of jaffle-shop orders in {data_dir}/"
           + (f" ({DAYS_PER_RERUN} new days since the last demo)" if rerun else ""))  # fmt: skip
     generate_jaffle_shop(data_dir, days=days)
-    # A first demo loads from scratch: a warehouse left by an earlier demo holds watermarks
-    # past the regenerated orders, whose customers it would never load.
-    state = elt(data_dir=str(data_dir), full_refresh=not rerun, return_state=True)
+
+    async def run_elt() -> State[tuple[list[TableLoad], TransformResult]]:
+        # A first demo loads from scratch: a warehouse left by an earlier demo holds watermarks
+        # past the regenerated orders, whose customers it would never load.
+        return await elt(data_dir=str(data_dir), full_refresh=not rerun, return_state=True)
+
+    state = asyncio.run(run_elt())
     ui = (PREFECT_UI_URL.value() or "http://127.0.0.1:4200").rstrip("/")
     print(f"\nRun: {state.name}. In the Prefect UI: {ui}/runs/flow-run/"
           f"{state.state_details.flow_run_id}")  # fmt: skip

@@ -23,7 +23,7 @@ def window_of_days(first_day: date, last_day: date) -> LoadWindow:
 
 
 @flow(name="backfill", log_prints=True, **FLOW_HOOKS)
-def backfill(
+async def backfill(
     first_day: date,
     last_day: date,
     environment: str = "local",
@@ -32,7 +32,7 @@ def backfill(
 ) -> tuple[list[TableLoad], TransformResult]:
     """Reload the incremental tables' rows of `first_day`..`last_day` (inclusive), then dbt."""
     window = window_of_days(first_day, last_day)
-    return elt(
+    return await elt(
         environment=environment,
         data_dir=data_dir,
         backfill_start=window.since,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact
 
 from flows.extract_load import DEFAULT_DATA_DIR, extract_load
 from flows.transform import transform
@@ -17,8 +18,10 @@ from pipeline.summaries import elt_markdown
 from pipeline.transform_result import TransformResult
 
 
+# Async for how Prefect ends the run: its sync engine waits for the heartbeat thread's 1 s sleep
+# to end (up to 1 s, most of a run with nothing to do); the async engine lets it end by itself.
 @flow(name="elt", log_prints=True, **FLOW_HOOKS)
-def elt(
+async def elt(
     environment: str = "local",
     data_dir: str = DEFAULT_DATA_DIR,
     full_refresh: bool = False,
@@ -38,9 +41,9 @@ def elt(
         )
         # dbt builds only what the tables that received rows feed (everything on a full refresh).
         built = transform(environment, sorted(loaded_tables(loads)), full_refresh)
-    create_markdown_artifact(key="elt-summary", markdown=elt_markdown(loads, built))
+    await acreate_markdown_artifact(key="elt-summary", markdown=elt_markdown(loads, built))
     return loads, built
 
 
 if __name__ == "__main__":
-    elt()
+    asyncio.run(elt())

@@ -150,7 +150,8 @@ def alert_on_reported_rows(flow: Any, flow_run: FlowRun, state: State) -> None:
     """`on_completion` hook: a run that loaded rows it was told to report says so, once."""
     if flow_run.parent_task_run_id is not None:
         return  # the calling flow's result holds the same loads
-    lines = reported_rows(state.result(raise_on_failure=False))
+    # _sync: in an async flow's hook (elt's) Prefect would hand back a coroutine instead.
+    lines = reported_rows(state.result(raise_on_failure=False, _sync=True))  # type: ignore[call-overload]
     if lines:
         alert = build_alert(flow.name, flow_run, state)
         deliver(flow_run, alert.model_copy(update={

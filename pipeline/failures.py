@@ -11,7 +11,10 @@ FAILED_TASK_NOTE = "Failed task: "
 
 def failure_of(state: State) -> BaseException | None:
     """The exception behind a failed or crashed state, when the state carries one."""
-    exc = state.result(raise_on_failure=False) if state.data is not None else None
+    if state.data is None:
+        return None
+    # _sync: in an async flow's hook (elt's) Prefect would hand back a coroutine instead.
+    exc = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
     return exc if isinstance(exc, BaseException) else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -23,6 +24,8 @@ from demo.data import generate_jaffle_shop
 from flows.extract_load import extract_load
 from pipeline.alerting import FLOW_HOOKS
 from pipeline.failures import note_failed_task
+from pipeline.loading import TableLoad
+from pipeline.sources import UntrustedRow
 from tests.support.environments import link, save_document_data, save_environment, slack_alerts
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -163,6 +166,30 @@ def test_a_failing_subflow_and_its_parent_are_one_alert_from_the_parent(
     assert len(slack) == 1
     body = texts(slack[0])
     assert "alert-parent" in body and "flaky_step" in body and "answered 503" in body
+
+
+@flow(name="alert-async-parent", **FLOW_HOOKS)
+async def async_parent_of_a_failing_subflow(environment: str) -> None:
+    flow_with_failing_task(environment)
+
+
+@flow(name="alert-async-reported", **FLOW_HOOKS)
+async def async_flow_with_reported_rows(environment: str) -> list[TableLoad]:
+    row = UntrustedRow("orders.csv", 7, "id=17", "ordered_at", None)
+    return [TableLoad("raw_orders", "incremental", untrusted_count=1, untrusted_rows=[row])]
+
+
+def test_hooks_of_an_async_flow_alert_as_a_sync_flows_do(
+    environment: str, slack: list[dict[str, Any]]
+) -> None:
+    """The elt job is async: Prefect's sync calls inside its hooks would return coroutines."""
+    failed = asyncio.run(async_parent_of_a_failing_subflow(environment, return_state=True))
+    assert failed.is_failed()
+    assert asyncio.run(async_flow_with_reported_rows(environment, return_state=True)).is_completed()
+    assert len(slack) == 2
+    assert "flaky_step" in texts(slack[0]) and "answered 503" in texts(slack[0])
+    assert "Completed, with rows to check" in texts(slack[1])
+    assert "orders.csv row 7 (id=17): ordered_at = NULL" in texts(slack[1])
 
 
 DRIP_SECONDS = 10

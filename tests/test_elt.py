@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -37,7 +38,7 @@ def environment(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> d
     name, warehouse = save_embedded_environment("e2e", root)
     data = root / "jaffle"
     generate_jaffle_shop(data, days=5, orders_per_day_at_start=60)
-    loads, built = elt(environment=name, data_dir=str(data))
+    loads, built = asyncio.run(elt(environment=name, data_dir=str(data)))
     return {"name": name, "warehouse": warehouse, "data": data, "loads": loads, "built": built}
 
 
@@ -80,7 +81,9 @@ def test_a_rerun_without_new_rows_builds_no_model_and_says_why(
     environment: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="prefect.client")
-    loads, built = elt(environment=environment["name"], data_dir=str(environment["data"]))
+    loads, built = asyncio.run(
+        elt(environment=environment["name"], data_dir=str(environment["data"]))
+    )
     # Stock Prefect 3.8 on SQLite answered this run's transform subflow 503 (its task-run
     # recorder wrote in between) and the client retried ~2 s later: deployments/sqlite_server.py.
     busy = [r.getMessage() for r in caplog.records if "retryable" in r.getMessage()]
