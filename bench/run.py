@@ -196,7 +196,7 @@ def run_case(name: str, args: list[str]) -> dict[str, Any]:
         # the profile (the warehouse path) differs from the one its partial-parse file saw.
         os.environ["DBT_TARGET_PATH"] = str(db.parent / f"{name}-target")
         started = time.perf_counter()
-        built = transform(environment=environment)
+        built = asyncio.run(transform(environment=environment))
         return {"seconds": time.perf_counter() - started, "nodes": len(built.nodes),
                 "dbt_seconds": built.seconds, "baseline_mb": 0.0}  # fmt: skip
     if name == "elt":

@@ -40,7 +40,7 @@ async def elt(
             dataset=dataset,
         )
         # dbt builds only what the tables that received rows feed (everything on a full refresh).
-        built = transform(environment, sorted(loaded_tables(loads)), full_refresh)
+        built = await transform(environment, sorted(loaded_tables(loads)), full_refresh)
     await acreate_markdown_artifact(key="elt-summary", markdown=elt_markdown(loads, built))
     return loads, built
 

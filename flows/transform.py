@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prefect import flow
 
 from blocks import DbtCoreTransform, load_environment
@@ -12,8 +14,9 @@ from pipeline.warehouse_limit import writing_to_the_warehouse
 
 
 # One retry: dbt Core's re-runs only the nodes that failed or were skipped (`dbt retry`).
+# Async for how Prefect ends the run (as `elt`): no wait for the heartbeat thread's 1 s sleep.
 @flow(name="transform", log_prints=True, retries=1, **FLOW_HOOKS)
-def transform(
+async def transform(
     environment: str = "local", loaded: list[str] | None = None, full_refresh: bool = False
 ) -> TransformResult:
     """Run the environment's transform block. dbt Core builds what the raw tables in `loaded`
@@ -33,8 +36,8 @@ def transform(
         raise
     finally:
         if result is not None:  # published on failure too: the table lists the failures first
-            publish_transform_result(result)
+            await publish_transform_result(result)
 
 
 if __name__ == "__main__":
-    transform()
+    asyncio.run(transform())

@@ -10,6 +10,7 @@ hooks up (a killed pod runs no hook) stays silent for it.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,7 +123,18 @@ def announce_handled(flow_name: str, flow_run: FlowRun, state: State, how: str) 
             resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}"},
         ),
     )
-    EventsWorker.drain_all(timeout=10, at_exit=False)
+    drain_events(timeout=10)
+
+
+def drain_events(timeout: float) -> None:
+    """Wait until the events emitted so far have left the process (or `timeout` passed)."""
+    # On an async flow's event loop drain_all would hand back an awaitable and wait for nothing;
+    # a thread of its own runs no loop.
+    drain = threading.Thread(
+        target=EventsWorker.drain_all, kwargs={"timeout": timeout, "at_exit": False}
+    )
+    drain.start()
+    drain.join(timeout + 1)
 
 
 def alert_on_flow_failure(flow: Any, flow_run: FlowRun, state: State) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    acreate_link_artifact,
+    acreate_markdown_artifact,
+    acreate_table_artifact,
+)
 
 from pipeline.transform_result import TransformResult
 
@@ -29,20 +33,22 @@ def artifact_links_markdown(links: Sequence[tuple[str, str]], notes: Sequence[st
     return "\n\n".join(part for part in ("\n".join(notes), "\n".join(items)) if part)
 
 
-def publish_transform_result(result: TransformResult) -> None:
+async def publish_transform_result(result: TransformResult) -> None:
     """The node table, the dbt Cloud run link and the artifact links, under the runner's keys."""
     key = result.artifact_key
     rows = node_rows(result)
     if rows:
-        create_table_artifact(
+        await acreate_table_artifact(
             key=f"{key}-results",
             table=rows,
             description="dbt nodes by status (failures first) and seconds",
         )
     if result.run_url:
-        create_link_artifact(key=f"{key}-run", link=result.run_url, link_text="dbt Cloud run")
+        await acreate_link_artifact(
+            key=f"{key}-run", link=result.run_url, link_text="dbt Cloud run"
+        )
     if result.artifact_links or result.notes:
-        create_markdown_artifact(
+        await acreate_markdown_artifact(
             key=f"{key}-artifacts",
             markdown=artifact_links_markdown(result.artifact_links, result.notes),
         )

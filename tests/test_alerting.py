@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,9 +184,12 @@ def test_hooks_of_an_async_flow_alert_as_a_sync_flows_do(
     environment: str, slack: list[dict[str, Any]]
 ) -> None:
     """The elt job is async: Prefect's sync calls inside its hooks would return coroutines."""
-    failed = asyncio.run(async_parent_of_a_failing_subflow(environment, return_state=True))
-    assert failed.is_failed()
-    assert asyncio.run(async_flow_with_reported_rows(environment, return_state=True)).is_completed()
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        failed = asyncio.run(async_parent_of_a_failing_subflow(environment, return_state=True))
+        reported = asyncio.run(async_flow_with_reported_rows(environment, return_state=True))
+    assert [str(w.message) for w in warned if "never awaited" in str(w.message)] == []
+    assert failed.is_failed() and reported.is_completed()
     assert len(slack) == 2
     assert "flaky_step" in texts(slack[0]) and "answered 503" in texts(slack[0])
     assert "Completed, with rows to check" in texts(slack[1])

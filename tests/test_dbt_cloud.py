@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -139,7 +140,7 @@ def test_a_successful_transform_publishes_results_run_link_and_artifact_links(
     environment: str, dbt_cloud: FakeDbtCloud
 ) -> None:
     dbt_cloud.run_results = {"results": RESULTS["results"][:1]}
-    transform(environment=environment)
+    asyncio.run(transform(environment=environment))
     page = run_page(dbt_cloud.last_run.id)
     assert latest_artifact("dbt-cloud-run").data.endswith(f"({page})")  # Markdown link
     artifacts = latest_artifact("dbt-cloud-artifacts").data
@@ -153,7 +154,7 @@ def test_a_job_without_artifacts_completes_with_a_note_instead_of_links(
     environment: str, dbt_cloud: FakeDbtCloud
 ) -> None:
     dbt_cloud.run_results = None
-    result = transform(environment=environment)
+    result = asyncio.run(transform(environment=environment))
     run_id = dbt_cloud.last_run.id
     assert (result.nodes, result.artifact_links) == ([], [])
     artifacts = latest_artifact("dbt-cloud-artifacts").data
@@ -176,7 +177,7 @@ def test_a_failed_job_publishes_its_results_and_alerts_once_naming_the_failure(
         "unique_id": "model.jaffle_shop.blank", "status": "error", "message": message,
     }]}  # fmt: skip
     with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
-        state = transform(environment=environment, return_state=True)
+        state = asyncio.run(transform(environment=environment, return_state=True))
     assert state.is_failed()
     run_id = dbt_cloud.last_run.id
     alerts = [r.getMessage() for r in caplog.records if r.name == "prefect.elt.alerts"]
@@ -448,7 +449,7 @@ def test_the_transform_flow_runs_dbt_cloud_when_the_environment_says_so(
     environment: str, dbt_cloud: FakeDbtCloud
 ) -> None:
     dbt_cloud.run_results = {"results": RESULTS["results"][:1]}
-    result = transform(environment=environment)
+    result = asyncio.run(transform(environment=environment))
     assert result.runner == "dbt Cloud"
     assert result.counts["models"] == 1
     assert result.run_url.startswith("https://")

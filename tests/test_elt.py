@@ -97,7 +97,7 @@ def test_a_rerun_without_new_rows_builds_no_model_and_says_why(
 def test_new_orders_rebuild_what_orders_feed_and_leave_products_locations_supplies(
     environment: dict[str, Any],
 ) -> None:
-    built = transform(environment["name"], ["raw_orders", "raw_items"])
+    built = asyncio.run(transform(environment["name"], ["raw_orders", "raw_items"]))
     models = {node.unique_id.split(".")[-1] for node in built.nodes if node.is_model}
     assert {"stg_orders", "stg_order_items", "orders", "order_items", "customers"} <= models
     assert not models & {"products", "locations", "supplies", "stg_products", "stg_supplies"}
@@ -151,6 +151,19 @@ def test_the_dbt_core_blocks_run_raises_naming_the_failed_test_with_its_results(
     )  # fmt: skip
 
 
+def test_dbt_builds_into_the_transform_schema_the_warehouse_block_names(
+    environment: dict[str, Any],
+) -> None:
+    block = DbtCoreTransform(
+        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2,
+        command="run --select stg_supplies",  # alone: its tests read models built elsewhere
+    )  # fmt: skip
+    warehouse = DuckDBWarehouse(path=environment["warehouse"].path, transform_schema="marts_spec")
+    assert block.run(warehouse).counts["models"] == 1
+    found = "SELECT table_schema FROM information_schema.tables WHERE table_name = 'stg_supplies'"
+    assert ("marts_spec",) in query(environment["warehouse"], found)
+
+
 def test_the_freshness_gate_stops_before_the_build_naming_the_stale_source(
     environment: dict[str, Any],
 ) -> None:
@@ -180,7 +193,7 @@ def test_a_broken_dbt_test_fails_the_flow_alerts_once_and_lists_the_test_first(
         own.execute("INSERT INTO raw.raw_orders SELECT * FROM raw.raw_orders LIMIT 1")
     try:
         with caplog.at_level("ERROR", logger="prefect.elt.alerts"):
-            state = transform(environment=environment["name"], return_state=True)
+            state = asyncio.run(transform(environment=environment["name"], return_state=True))
     finally:
         with warehouse.fresh() as own:
             own.execute(
@@ -201,7 +214,7 @@ def test_a_retry_of_a_failed_transform_reruns_only_what_failed_or_was_skipped(
     with warehouse.fresh() as own:
         own.execute("INSERT INTO raw.raw_orders SELECT * FROM raw.raw_orders LIMIT 1")
     try:
-        state = transform(environment=environment["name"], return_state=True)
+        state = asyncio.run(transform(environment=environment["name"], return_state=True))
     finally:
         with warehouse.fresh() as own:
             own.execute(
