@@ -22,8 +22,9 @@ def without_form_defaults(schema: dict[str, Any], model: type[Block]) -> None:
         field_schema.pop("default", None)
 
 
-# A project block's `model_config`: pydantic merges it with Block's own.
-FORM_SCHEMA = ConfigDict(json_schema_extra=without_form_defaults)
+# A project block's `model_config`: pydantic merges it with Block's own. A validation error
+# never repeats its input: a document's values include its secrets, and errors reach the logs.
+BLOCK_CONFIG = ConfigDict(json_schema_extra=without_form_defaults, hide_input_in_errors=True)
 
 
 def multiline_secret(field_schema: dict[str, Any]) -> None:

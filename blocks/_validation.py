@@ -52,3 +52,14 @@ def check_not_a_masked_copy(secret: str, field: str, document_type: str) -> None
             f"that way. Pick the {document_type} document again in the field (or edit in the "
             "legacy UI), or rerun setup, which links it again"
         )
+
+
+def check_not_the_mask(secret: str, field: str) -> None:
+    """Refuse a secret that is the UI's mask: Prefect's server keeps the stored secret when a form
+    sends the mask back, but stores the mask itself where the document held no value."""
+    if secret == MASKED_SECRET:
+        raise ValueError(
+            f"{field} holds the Prefect UI's mask ******** instead of a secret: an edit form "
+            "filled before the secret was cleared sent the mask back. Type the secret again "
+            "(or clear the field) and save"
+        )

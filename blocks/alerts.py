@@ -18,7 +18,7 @@ from prefect_slack import SlackWebhook
 from pydantic import BaseModel, Field, field_validator
 from slack_sdk.webhook import WebhookClient
 
-from blocks._form import FORM_SCHEMA
+from blocks._form import BLOCK_CONFIG
 from blocks._validation import check_not_a_masked_copy
 
 # Slack mention tokens: a user, a user group, or @here / @channel.
@@ -72,7 +72,7 @@ def prefect_ui_url_field() -> Any:
 class AlertSink(Block, ABC):
     """Common settings of every alert destination (declared by each type, in its form order)."""
 
-    model_config = FORM_SCHEMA
+    model_config = BLOCK_CONFIG
 
     if TYPE_CHECKING:
         environment_label: str

@@ -9,7 +9,7 @@ from prefect.blocks.core import Block
 from prefect_dbt.cloud import DbtCloudCredentials
 from pydantic import Field, field_validator
 
-from blocks._form import FORM_SCHEMA
+from blocks._form import BLOCK_CONFIG
 from blocks._validation import check_not_a_masked_copy
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class DbtCloudTransform(Block):
         "which run artifacts to list in Prefect."
     )
 
-    model_config = FORM_SCHEMA
+    model_config = BLOCK_CONFIG
 
     # What must be filled first first. No property has a schema default (see blocks/_form.py):
     # an empty field takes the default named in its help at load.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
-from blocks._form import FORM_SCHEMA
+from blocks._form import BLOCK_CONFIG
 
 if TYPE_CHECKING:
     from blocks.warehouse import Warehouse
@@ -32,7 +32,7 @@ class DbtCoreTransform(Block):
         "credentials come from the warehouse block at run time, never from profiles.yml."
     )
 
-    model_config = FORM_SCHEMA
+    model_config = BLOCK_CONFIG
 
     # Form order: what people change most first. No property has a schema default (see
     # blocks/_form.py): an empty field takes the default named in its help at load.

@@ -13,7 +13,7 @@ from prefect.client.schemas.objects import BlockDocument
 from prefect.exceptions import ObjectNotFound
 from pydantic import Field, ValidationError
 
-from blocks._form import FORM_SCHEMA
+from blocks._form import BLOCK_CONFIG
 from blocks.alerts import ConsoleAlerts, SlackAlerts
 from blocks.dbt_cloud import DbtCloudTransform
 from blocks.dbt_core import DbtCoreTransform
@@ -36,7 +36,7 @@ class ELTEnvironment(Block):
         "here, not a code change."
     )
 
-    model_config = FORM_SCHEMA
+    model_config = BLOCK_CONFIG
 
     # No defaults: a field the UI resets to a default would silently repoint the environment.
     warehouse: DuckDBWarehouse | SnowflakeWarehouse = Field(

@@ -15,6 +15,7 @@ from blocks._validation import (
     IDENTIFIER_PATTERN,
     SNOWFLAKE_ACCOUNT_PATTERN,
     check_identifier,
+    check_not_the_mask,
     check_snowflake_account,
 )
 from blocks.warehouse import Dialect, TableData, Warehouse
@@ -27,6 +28,24 @@ PEM_HEADER = "-----BEGIN"
 # The form's select shows these values as they are: words, not identifiers.
 KEY_PAIR: Final = "key pair"
 AuthMethod = Literal["key pair", "password"]
+
+
+def private_key_problem(pem: str, passphrase: str) -> str:
+    """Why the PEM key does not open with the passphrase, or '' when it does."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), passphrase.encode() if passphrase else None)
+    except TypeError:  # cryptography's word for a passphrase missing, or one too many
+        if passphrase:
+            return "private_key_passphrase is set but private_key is not encrypted: clear it"
+        return "private_key is encrypted: set private_key_passphrase to the key's passphrase"
+    except ValueError:
+        return (
+            "private_key does not open with private_key_passphrase: check the passphrase, "
+            "and that the PEM was pasted whole"
+        )
+    return ""
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -136,6 +155,12 @@ class SnowflakeWarehouse(Warehouse):
     def _is_identifier(cls, value: str, info: Any) -> str:
         return check_identifier(value, info.field_name)
 
+    @field_validator("private_key", "private_key_passphrase", "password")
+    @classmethod
+    def _secret_is_not_the_mask(cls, value: SecretStr, info: Any) -> SecretStr:
+        check_not_the_mask(value.get_secret_value(), info.field_name)
+        return value
+
     @field_validator("role")
     @classmethod
     def _role_is_identifier(cls, value: str) -> str:
@@ -154,6 +179,9 @@ class SnowflakeWarehouse(Warehouse):
                 raise ValueError(
                     "private_key must be PEM text starting with `-----BEGIN ... PRIVATE KEY-----`"
                 )
+            problem = private_key_problem(key, self.private_key_passphrase.get_secret_value())
+            if problem:
+                raise ValueError(problem)
         elif not self.password.get_secret_value():
             raise ValueError(
                 "password is required when auth_method is 'password' "

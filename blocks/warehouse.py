@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 from prefect.blocks.core import Block
 
-from blocks._form import FORM_SCHEMA
+from blocks._form import BLOCK_CONFIG
 
 Dialect = Literal["duckdb", "snowflake"]
 # A RecordBatchReader streams: a warehouse consumes it once, batch by batch.
@@ -30,7 +30,7 @@ class Warehouse(Block, ABC):
     process (a mapped task) opens its own with `with warehouse.fresh() as own:`.
     """
 
-    model_config = FORM_SCHEMA
+    model_config = BLOCK_CONFIG
 
     dialect: ClassVar[Dialect]
     dbt_target: ClassVar[str]

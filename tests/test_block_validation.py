@@ -20,6 +20,7 @@ from blocks import (
     SnowflakeWarehouse,
 )
 from blocks.alerts import webhook_url_problem
+from blocks.environment import InvalidBlockDocumentError, load_block
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -202,6 +203,32 @@ def test_encrypted_key_pair_uses_its_passphrase(encrypted_private_key_pem: tuple
     assert block.credentials().resolve_private_key() is not None
 
 
+@pytest.mark.parametrize(
+    ("encrypted", "passphrase", "expected"),
+    [
+        (True, "", "private_key is encrypted: set private_key_passphrase"),
+        (True, "not-the-passphrase", "does not open with private_key_passphrase"),
+        (False, "a-passphrase", "private_key_passphrase is set but private_key is not encrypted"),
+    ],
+    ids=["passphrase missing", "passphrase wrong", "passphrase for a plain key"],
+)
+def test_a_private_key_that_does_not_open_with_its_passphrase_is_refused_at_load(
+    private_key_pem: str,
+    encrypted_private_key_pem: tuple[str, str],
+    encrypted: bool,
+    passphrase: str,
+    expected: str,
+) -> None:
+    """A stale edit form can put an empty passphrase back: the load says so, not the run."""
+    pem = encrypted_private_key_pem[0] if encrypted else private_key_pem
+    message = error_text(
+        snowflake, auth_method="key pair", private_key=pem, private_key_passphrase=passphrase
+    )
+    assert expected in message
+    if passphrase:  # pydantic would show the document's values (secrets too) after the message
+        assert passphrase not in message and "BEGIN" not in message
+
+
 def test_password_auth_does_not_send_an_unused_private_key(private_key_pem: str) -> None:
     credentials = snowflake(private_key=private_key_pem).credentials()
     assert credentials.private_key is None
@@ -225,6 +252,51 @@ def test_saved_secrets_are_obfuscated_in_the_api_response(private_key_pem: str) 
     assert loaded.private_key.get_secret_value() == private_key_pem  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize(
+    ("first_save", "expected"),
+    [
+        ("changed", "kept"),  # Prefect's server keeps a stored secret when its mask comes back
+        ("cleared", "password holds the Prefect UI's mask"),  # the mask itself, over none
+        ("set", "password is required"),  # the stale form had none to send
+    ],
+)
+def test_a_stale_form_never_leaves_a_secret_a_run_would_use_unnoticed(
+    first_save: str, expected: str
+) -> None:
+    """A UI edit form filled before a save sends back every value it showed, a secret as its
+    mask (or nothing, where none was stored): the secret is kept or the load refuses it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentUpdate
+
+    name = f"stale-secret-{first_save}"
+    snowflake().save(name, overwrite=True)
+    with get_client(sync_client=True) as client:
+        stored = client.read_block_document_by_name(name, "snowflake-warehouse")
+        if first_save == "set":  # as the form stores an empty secret: no value at all
+            stored.data.pop("password")
+            client.update_block_document(
+                stored.id, BlockDocumentUpdate(data=stored.data, merge_existing_data=False)
+            )
+        stale = client.read_block_document_by_name(
+            name, "snowflake-warehouse", include_secrets=False
+        ).data
+        first = {k: v for k, v in stored.data.items() if k != "password"}
+        if first_save != "cleared":
+            first["password"] = "n3w-s3cr3t" if first_save == "changed" else SECRET
+        for data in (first, {**stale, "role": "TRANSFORMER"}):  # the save, then the stale one
+            client.update_block_document(
+                stored.id, BlockDocumentUpdate(data=data, merge_existing_data=False)
+            )
+    if expected == "kept":
+        loaded = SnowflakeWarehouse.load(name)
+        assert loaded.password.get_secret_value() == "n3w-s3cr3t"  # type: ignore[attr-defined]
+        assert loaded.role == "TRANSFORMER"  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(InvalidBlockDocumentError, match=expected):
+            load_block(f"snowflake-warehouse/{name}")
+
+
 @pytest.mark.parametrize(
     ("build", "fields"),
     [
@@ -242,6 +314,20 @@ def test_a_secret_the_ui_form_saved_as_its_mask_is_refused_naming_the_cause_and_
     message = error_text(build, **fields)
     assert "mask ********" in message
     assert "Pick the" in message and "rerun setup" in message
+
+
+@pytest.mark.parametrize("field", ["password", "private_key_passphrase", "private_key"])
+def test_a_snowflake_secret_holding_the_ui_mask_is_refused_naming_the_field_and_fix(
+    field: str,
+) -> None:
+    """The server keeps a stored secret when a stale form sends the mask, except over none."""
+    auth = {"auth_method": "key pair", "private_key": "-----BEGIN PRIVATE KEY-----\nx"}
+    fields = {**({} if field == "password" else auth), field: "********"}
+    with pytest.raises(ValidationError) as caught:
+        snowflake(**fields)
+    message = str(caught.value)
+    assert f"{field} holds the Prefect UI's mask ********" in message
+    assert "Type the secret again" in message
 
 
 @pytest.mark.parametrize(
