@@ -42,6 +42,12 @@ def environment(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> d
     return {"name": name, "warehouse": warehouse, "data": data, "loads": loads, "built": built}
 
 
+def repository_dbt(**fields: Any) -> DbtCoreTransform:
+    """A dbt Core block on the repository's dbt project, two threads."""
+    dbt = str(REPO_ROOT / "dbt")
+    return DbtCoreTransform(project_dir=dbt, profiles_dir=dbt, threads=2, **fields)
+
+
 def query(warehouse: DuckDBWarehouse, sql: str) -> list[tuple[Any, ...]]:
     with warehouse.fresh() as own:
         return own.query(sql)
@@ -105,9 +111,7 @@ def test_new_orders_rebuild_what_orders_feed_and_leave_products_locations_suppli
 
 
 def test_the_dbt_core_blocks_run_returns_dbts_typed_results(environment: dict[str, Any]) -> None:
-    block = DbtCoreTransform(
-        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2
-    )
+    block = repository_dbt()
     result = block.run(environment["warehouse"])
     assert (result.runner, result.counts["models"], result.counts["tests_failed"]) == (
         "dbt Core", 12, 0,
@@ -124,10 +128,7 @@ def test_the_dbt_core_blocks_run_returns_dbts_typed_results(environment: dict[st
 def test_the_dbt_core_blocks_run_raises_naming_the_failed_test_with_its_results(
     environment: dict[str, Any],
 ) -> None:
-    block = DbtCoreTransform(
-        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2,
-        command="build --select stg_orders", freshness_gate=False,
-    )  # fmt: skip
+    block = repository_dbt(command="build --select stg_orders", freshness_gate=False)
     warehouse = environment["warehouse"]
     with warehouse.fresh() as own:
         own.execute("INSERT INTO raw.raw_orders SELECT * FROM raw.raw_orders LIMIT 1")
@@ -154,10 +155,8 @@ def test_the_dbt_core_blocks_run_raises_naming_the_failed_test_with_its_results(
 def test_dbt_builds_into_the_transform_schema_the_warehouse_block_names(
     environment: dict[str, Any],
 ) -> None:
-    block = DbtCoreTransform(
-        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2,
-        command="run --select stg_supplies",  # alone: its tests read models built elsewhere
-    )  # fmt: skip
+    # The model alone: its tests read models built elsewhere.
+    block = repository_dbt(command="run --select stg_supplies")
     warehouse = DuckDBWarehouse(path=environment["warehouse"].path, transform_schema="marts_spec")
     assert block.run(warehouse).counts["models"] == 1
     found = "SELECT table_schema FROM information_schema.tables WHERE table_name = 'stg_supplies'"
@@ -167,10 +166,7 @@ def test_dbt_builds_into_the_transform_schema_the_warehouse_block_names(
 def test_the_freshness_gate_stops_before_the_build_naming_the_stale_source(
     environment: dict[str, Any],
 ) -> None:
-    block = DbtCoreTransform(
-        project_dir=str(REPO_ROOT / "dbt"), profiles_dir=str(REPO_ROOT / "dbt"), threads=2,
-        command="build --select stg_supplies", freshness_gate=True,
-    )  # fmt: skip
+    block = repository_dbt(command="build --select stg_supplies", freshness_gate=True)
     warehouse = environment["warehouse"]
     stale = "UPDATE raw.raw_supplies SET _loaded_at = _loaded_at {} INTERVAL 3 DAY"
     with warehouse.fresh() as own:
