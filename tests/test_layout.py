@@ -26,7 +26,7 @@ def test_flows_hold_only_flow_definitions_and_read_in_a_screen() -> None:
         decorated = [
             node.name
             for node in tree.body
-            if isinstance(node, ast.FunctionDef)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and any("flow" in ast.unparse(d) for d in node.decorator_list)
         ]
         assert decorated, f"{path.name} defines no flow"
