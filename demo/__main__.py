@@ -17,8 +17,8 @@ FIRST_DAYS, DAYS_PER_RERUN = 30, 7
 
 
 class StageLinesOnly(logging.Filter):
-    """Keep each task's `Finished in state Completed()` and the hooks' running/finished lines
-    off the console (the UI keeps them)."""
+    """Keep each task's `Finished in state Completed()`, the hooks' running/finished lines and
+    the async engine's second link to each run off the console (the UI keeps them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.INFO:
@@ -26,6 +26,8 @@ class StageLinesOnly(logging.Filter):
         if record.name == "prefect.task_runs":
             return False
         message = record.getMessage()
+        if record.name == "prefect.engine" and message.startswith("View at "):
+            return False  # the run's own logger prints the same link
         return not (message.startswith("Running hook ") or message.startswith("Hook '"))
 
 

@@ -86,6 +86,8 @@ def test_the_readme_run_blocks_work_in_a_fresh_checkout_and_a_second_demo_is_inc
     demo = outputs[0]
     assert "Run: Completed" in demo, demo[-3000:]
     assert "from scratch" in demo and "Top customers" in demo
+    links = re.findall(r"View at (\S+)", demo)
+    assert links and len(links) == len(set(links)), links  # a line per run, not two
     # Nothing at exit (DuckDB's extension once listed ~40 "leaked" objects after the last line).
     assert "nanobind" not in demo, demo[-3000:]
     assert "Deployed: local-daily, local-hourly, local-on-demand, local-window" in "".join(outputs)
