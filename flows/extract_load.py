@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from prefect import flow, task, unmapped
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.tasks import exponential_backoff
 
@@ -19,10 +18,11 @@ from pipeline.loading import (
     load_source,
     raise_if_any_failed,
     retry_if_transient,
-    table_result,
+    table_results,
+    unchanged_loads,
 )
 from pipeline.sources import Source
-from pipeline.summaries import loads_line, loads_markdown
+from pipeline.summaries import publish_loads
 from pipeline.warehouse_limit import writing_to_the_warehouse
 
 DEFAULT_DATA_DIR = "data/jaffle"
@@ -74,24 +74,22 @@ def extract_load(
     started = datetime.now(UTC).replace(tzinfo=None)
     args = (full_refresh, backfill, batch_rows)
     with writing_to_the_warehouse(environment):
+        with warehouse:
+            # Tables whose files are as last loaded need no task run (most of a no-change run).
+            skipped = unchanged_loads(warehouse, sources, full_refresh, backfill, started)
+            changed = [source for source in sources if source.name not in skipped]
+            if not parallel:
+                states = [
+                    load_table(warehouse, source, *args, run_started=started, return_state=True)
+                    for source in changed
+                ]
         if parallel:
-            futures = load_table.map(unmapped(warehouse), sources, *map(unmapped, args),
+            futures = load_table.map(unmapped(warehouse), changed, *map(unmapped, args),
                                      own_connection=True, run_started=started)  # fmt: skip
             futures.wait()
             states = [future.state for future in futures]
-        else:
-            with warehouse:
-                states = [
-                    load_table(warehouse, source, *args, run_started=started, return_state=True)
-                    for source in sources
-                ]
-    results = [table_result(source, state) for source, state in zip(sources, states, strict=True)]
-    create_markdown_artifact(
-        key="extract-load-summary",
-        markdown=loads_markdown(results),
-        description="Rows and watermarks per table",
-    )
-    print(loads_line(results))
+    results = table_results(sources, skipped, zip(changed, states, strict=True))
+    publish_loads(results)
     raise_if_any_failed(results)
     return results
 

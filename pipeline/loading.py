@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import reduce
@@ -191,14 +191,50 @@ def load_source(
     """Load `source` into its table; the table changes only if every step succeeds.
     `run_started` (naive UTC, default now) bounds the cursor values it trusts."""
     started = time.perf_counter()
-    facts = gather_facts(warehouse, source, full_refresh, backfill)
-    facts = replace(facts, run_started=run_started or datetime.now(UTC).replace(tzinfo=None))
-    plan = plan_load(facts)
+    facts, plan = facts_and_plan(warehouse, source, full_refresh, backfill, run_started)
     if plan.skip:
         return TableLoad(source.name, plan.mode, seconds=time.perf_counter() - started)
     result = carry_out(warehouse, facts, plan, batch_rows)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def unchanged_loads(
+    warehouse: Warehouse,
+    sources: Sequence[Source],
+    full_refresh: bool = False,
+    backfill: LoadWindow | None = None,
+    run_started: datetime | None = None,
+) -> dict[str, TableLoad]:
+    """By table, the loads that would be skipped because their files are as last loaded. A
+    source that can't be checked here is left to its load, which names the error."""
+    if full_refresh:
+        return {}  # nothing is skipped on a full refresh
+    skipped: dict[str, TableLoad] = {}
+    for source in sources:
+        started = time.perf_counter()
+        try:
+            _, plan = facts_and_plan(warehouse, source, False, backfill, run_started)
+        except Exception:  # raised again by its load: named, and retried if transient
+            continue
+        if plan.skip:
+            skipped[source.name] = TableLoad(
+                source.name, plan.mode, seconds=time.perf_counter() - started
+            )
+    return skipped
+
+
+def facts_and_plan(
+    warehouse: Warehouse,
+    source: Source,
+    full_refresh: bool,
+    backfill: LoadWindow | None,
+    run_started: datetime | None,
+) -> tuple[LoadFacts, LoadPlan]:
+    """What is known about `source`'s table, and the load decided from it."""
+    facts = gather_facts(warehouse, source, full_refresh, backfill)
+    facts = replace(facts, run_started=run_started or datetime.now(UTC).replace(tzinfo=None))
+    return facts, plan_load(facts)
 
 
 def staging_name(table: str, *, temporary: bool) -> str:
@@ -618,6 +654,16 @@ def table_result(source: Source, state: State) -> TableLoad:
     return TableLoad(
         source.name, "full refresh" if source.cursor is None else "incremental", error=reason
     )
+
+
+def table_results(
+    sources: Sequence[Source],
+    skipped: dict[str, TableLoad],
+    loaded: Iterable[tuple[Source, State]],
+) -> list[TableLoad]:
+    """Every source's result in declaration order: skipped by `unchanged_loads`, or its task's."""
+    done = {source.name: table_result(source, state) for source, state in loaded}
+    return [skipped.get(source.name) or done[source.name] for source in sources]
 
 
 def raise_if_any_failed(results: list[TableLoad]) -> None:

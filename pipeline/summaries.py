@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from numbers import Number
 
+from prefect.artifacts import create_markdown_artifact
+
 from pipeline.loading import TableLoad
 from pipeline.transform_result import TransformResult
+
+
+def publish_loads(results: list[TableLoad]) -> None:
+    """The loads as the run's summary artifact, and one line in its log."""
+    create_markdown_artifact(
+        key="extract-load-summary",
+        markdown=loads_markdown(results),
+        description="Rows and watermarks per table",
+    )
+    print(loads_line(results))
 
 
 def loads_markdown(results: list[TableLoad]) -> str:

@@ -408,12 +408,12 @@ def test_default_mode_opens_exactly_one_connection(
     assert connections.all_closed
 
 
-def test_parallel_mode_opens_one_connection_per_table_and_closes_them(
+def test_parallel_mode_checks_the_tables_on_one_connection_then_opens_one_per_table_it_loads(
     warehouse: tuple[Warehouse, ConnectionLog], environment: str, data_dir: Path
 ) -> None:
     block, connections = warehouse
     run(environment, data_dir, parallel=True)
-    assert len(connections.opened) == len(TABLES)
+    assert len(connections.opened) == 1 + len(TABLES)
     assert connections.all_closed
     assert counts(block) == expected_counts(data_dir)
 
@@ -458,6 +458,20 @@ def test_unchanged_full_refresh_files_are_not_reloaded_and_changed_ones_are(
         assert own.query(f"SELECT name FROM {own.qualified('raw_stores')} WHERE id = 2") == [
             ("Queens",)
         ]
+
+
+def test_only_the_tables_whose_files_changed_get_a_load_task_run(
+    environment: str, data_dir: Path
+) -> None:
+    run(environment, data_dir)
+    _rewrite_csv(
+        data_dir / "raw_stores.csv", lambda ls: [line.replace("Brooklyn", "Queens") for line in ls]
+    )
+    # Each call of the task is a task run (counted here: the server records them after the fact).
+    with mock.patch.object(flows.extract_load, "load_table", side_effect=load_table) as task:
+        results = {load.table: load.mode for load in run(environment, data_dir)}
+    assert [call.args[1].name for call in task.call_args_list] == ["raw_stores"]
+    assert results == {table: "unchanged" for table in TABLES} | {"raw_stores": "full refresh"}
 
 
 def test_new_customers_load_incrementally(
