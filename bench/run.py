@@ -329,10 +329,15 @@ def report(r: dict[str, dict[str, Any]]) -> str:
             f"{e['seconds'] / full_elt:.3f} | {target} |"
         )
     plain_dbt, flow, gated = r["plain-dbt"], r["transform"], r["transform-gated"]
+    gate = gated["seconds"] - flow["seconds"]
+    # Best of 3 each: a gate cheaper than the noise can come out below zero.
+    gate_cost = (
+        f"{gate:.2f} s" if gate >= 0 else f"below the noise (its best run {-gate:.2f} s faster)"
+    )
     lines += [
         f"| plain `dbt build` (dbt's runner, no Prefect), {plain_dbt['nodes']} nodes | {plain_dbt['seconds']:.2f} | | | {mb(plain_dbt)} | 1.00 | floor |",
         f"| `transform` flow (dbt Core, per-node results table), {flow['nodes']} nodes; dbt {flow['dbt_seconds']:.2f} s | {flow['seconds']:.2f} | | | {mb(flow)} | {flow['seconds'] / plain_dbt['seconds']:.2f} | <= 1.20 of plain dbt |",
-        f"| `transform` flow with its freshness gate (`dbt source freshness` first, same parse): the gate {gated['seconds'] - flow['seconds']:.2f} s | {gated['seconds']:.2f} | | | {mb(gated)} | | gate < 1 s |",
+        f"| `transform` flow with its freshness gate (`dbt source freshness` first, same parse): the gate {gate_cost} | {gated['seconds']:.2f} | | | {mb(gated)} | | gate < 1 s |",
     ]
     lines += [
         "",

@@ -468,6 +468,38 @@ def test_an_environment_is_assembled_by_picking_documents_of_either_union_type(
         load_environment(first)
 
 
+def test_an_environments_v1_block_page_links_each_document_it_picked(
+    page: Any, prefect_api: str
+) -> None:
+    """Prefect 3.8's V2 block page shows a picked document's values; its V1 page (Switch to V1
+    UI) links each one to the document's own page."""
+    picked = {
+        "Warehouse": ("duckdb-warehouse", saved(DuckDBWarehouse(path="data/ui-l.duckdb"), "wh")),
+        "Transform": ("dbt-core-transform", saved(DbtCoreTransform(threads=3), "dbt")),
+        "Alerts": ("console-alerts", saved(ConsoleAlerts(environment_label="ui-l"), "log")),
+    }
+    documents = {label: load(slug, name) for label, (slug, name) in picked.items()}
+    environment = saved(
+        ELTEnvironment(
+            warehouse=documents["Warehouse"],
+            transform=documents["Transform"],
+            alerts=documents["Alerts"],
+        ),
+        "env",
+    )
+    open_page(page, prefect_api, f"/blocks/block/{document_id('elt-environment', environment)}")
+    for label, (slug, name) in picked.items():
+        field = page.locator(".block-document-key-value").filter(has_text=label)
+        link = field.get_by_role("link", name=name, exact=True)
+        expect(link).to_have_attribute("href", f"/blocks/block/{document_id(slug, name)}")
+    page.locator(".block-document-key-value").filter(has_text="Warehouse").get_by_role(
+        "link"
+    ).click()
+    warehouse_id = document_id("duckdb-warehouse", picked["Warehouse"][1])
+    page.wait_for_url(re.compile(f"/blocks/block/{warehouse_id}$"))
+    expect(page.get_by_text("data/ui-l.duckdb")).to_be_visible()
+
+
 def test_a_bad_value_typed_into_the_form_is_refused_on_load_naming_the_field(
     page: Any, prefect_api: str
 ) -> None:
