@@ -7,19 +7,21 @@ from datetime import UTC, datetime
 
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NONE
+from prefect.runtime import task_run
 from prefect.tasks import exponential_backoff
 
 from blocks import Warehouse, load_environment
 from pipeline import datasets
 from pipeline.alerting import FLOW_HOOKS
 from pipeline.loading import (
+    LoadFacts,
     LoadWindow,
     TableLoad,
+    check_sources,
     load_source,
     raise_if_any_failed,
     retry_if_transient,
     table_results,
-    unchanged_loads,
 )
 from pipeline.sources import Source
 from pipeline.summaries import publish_loads
@@ -42,16 +44,19 @@ DEFAULT_DATA_DIR = "data/jaffle"
 def load_table(
     warehouse: Warehouse,
     source: Source,
+    facts: LoadFacts | None,
     full_refresh: bool,
     backfill: LoadWindow | None,
     batch_rows: int,
+    run_started: datetime,
     own_connection: bool = False,
-    run_started: datetime | None = None,
 ) -> TableLoad:
-    """Load one table over the flow's connection, or over its own when mapped."""
+    """Load one table over the flow's connection, or over its own when mapped, from the `facts`
+    the flow gathered (a retry gathers them anew: a failed attempt can leave staging debris)."""
+    known = facts if task_run.run_count <= 1 else None
     with warehouse.fresh() if own_connection else nullcontext(warehouse) as into:
         return load_source(into, source, full_refresh=full_refresh, backfill=backfill,
-                           batch_rows=batch_rows, run_started=run_started)  # fmt: skip
+                           batch_rows=batch_rows, run_started=run_started, facts=known)  # fmt: skip
 
 
 @flow(name="extract-load", log_prints=True, **FLOW_HOOKS)
@@ -65,30 +70,27 @@ def extract_load(
     batch_rows: int = 250_000,
     dataset: str = "jaffle_shop",
 ) -> list[TableLoad]:
-    """Load every table of `dataset` from under `data_dir`; with a backfill window, reload
-    just that cursor range."""
+    """Load every table of `dataset` under `data_dir` (with a backfill window, just that range)."""
     sources = datasets.dataset(dataset).sources(data_dir)
     warehouse = load_environment(environment).warehouse
     backfill = LoadWindow(backfill_start, backfill_end) if backfill_start or backfill_end else None
-    # Cursor values after this (plus each source's tolerance) can't be trusted.
-    started = datetime.now(UTC).replace(tzinfo=None)
-    args = (full_refresh, backfill, batch_rows)
+    started = datetime.now(UTC).replace(tzinfo=None)  # later cursor values can't be trusted
+    args = (full_refresh, backfill, batch_rows, started)
     with writing_to_the_warehouse(environment):
         with warehouse:
             # Tables whose files are as last loaded need no task run (most of a no-change run).
-            skipped = unchanged_loads(warehouse, sources, full_refresh, backfill, started)
-            changed = [source for source in sources if source.name not in skipped]
+            checked = check_sources(warehouse, sources, full_refresh, backfill, started)
             if not parallel:
                 states = [
-                    load_table(warehouse, source, *args, run_started=started, return_state=True)
-                    for source in changed
+                    load_table(warehouse, source, facts, *args, return_state=True)
+                    for source, facts in zip(checked.changed, checked.facts, strict=True)
                 ]
         if parallel:
-            futures = load_table.map(unmapped(warehouse), changed, *map(unmapped, args),
-                                     own_connection=True, run_started=started)  # fmt: skip
+            futures = load_table.map(unmapped(warehouse), checked.changed, checked.facts,
+                                     *map(unmapped, args), own_connection=True)  # fmt: skip
             futures.wait()
             states = [future.state for future in futures]
-    results = table_results(sources, skipped, zip(changed, states, strict=True))
+    results = table_results(sources, checked.skipped, zip(checked.changed, states, strict=True))
     publish_loads(results)
     raise_if_any_failed(results)
     return results

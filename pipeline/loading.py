@@ -83,6 +83,7 @@ class LoadFacts:
     stored_fingerprint: str | None = None  # what the target was last loaded from in full
     run_started: datetime | None = None  # naive UTC; None: no cursor value is too late
     replace_copies_rows: bool = False  # the warehouse's replace copies rows (see Warehouse)
+    seconds: float = 0.0  # spent gathering them: part of the table's load time
 
     @property
     def incremental(self) -> bool:
@@ -187,54 +188,64 @@ def load_source(
     backfill: LoadWindow | None = None,
     batch_rows: int = 250_000,
     run_started: datetime | None = None,
+    facts: LoadFacts | None = None,
 ) -> TableLoad:
     """Load `source` into its table; the table changes only if every step succeeds.
-    `run_started` (naive UTC, default now) bounds the cursor values it trusts."""
+    `run_started` (naive UTC, default now) bounds the cursor values it trusts; `facts`, when
+    `check_sources` just gathered them, are not gathered again."""
     started = time.perf_counter()
-    facts, plan = facts_and_plan(warehouse, source, full_refresh, backfill, run_started)
+    if facts is None:
+        facts = gather_facts(warehouse, source, full_refresh, backfill, run_started)
+    plan = plan_load(facts)
     if plan.skip:
-        return TableLoad(source.name, plan.mode, seconds=time.perf_counter() - started)
+        return TableLoad(source.name, plan.mode, seconds=facts.seconds)
     result = carry_out(warehouse, facts, plan, batch_rows)
-    result.seconds = time.perf_counter() - started
+    result.seconds = facts.seconds + time.perf_counter() - started
     return result
 
 
-def unchanged_loads(
+@dataclass
+class CheckedSources:
+    """What `check_sources` found: the loads it skipped, and the sources left to load with
+    their facts (None where they couldn't be gathered)."""
+
+    skipped: dict[str, TableLoad] = field(default_factory=dict)
+    changed: list[Source] = field(default_factory=list)
+    facts: list[LoadFacts | None] = field(default_factory=list)
+
+
+def check_sources(
     warehouse: Warehouse,
     sources: Sequence[Source],
     full_refresh: bool = False,
     backfill: LoadWindow | None = None,
     run_started: datetime | None = None,
-) -> dict[str, TableLoad]:
-    """By table, the loads that would be skipped because their files are as last loaded. A
-    source that can't be checked here is left to its load, which names the error."""
-    if full_refresh:
-        return {}  # nothing is skipped on a full refresh
-    skipped: dict[str, TableLoad] = {}
+) -> CheckedSources:
+    """Gather each source's facts; a load they skip (files as last loaded) is done here. A
+    source that can't be checked is left to its load, which names the error."""
+    checked = CheckedSources()
     for source in sources:
-        started = time.perf_counter()
-        try:
-            _, plan = facts_and_plan(warehouse, source, False, backfill, run_started)
-        except Exception:  # raised again by its load: named, and retried if transient
-            continue
-        if plan.skip:
-            skipped[source.name] = TableLoad(
-                source.name, plan.mode, seconds=time.perf_counter() - started
+        # Nothing is skipped on a full refresh: each load gathers its own facts.
+        facts = (
+            None if full_refresh else _facts_if_gathered(warehouse, source, backfill, run_started)
+        )
+        if facts is not None and plan_load(facts).skip:
+            checked.skipped[source.name] = TableLoad(
+                source.name, "unchanged", seconds=facts.seconds
             )
-    return skipped
+        else:
+            checked.changed.append(source)
+            checked.facts.append(facts)
+    return checked
 
 
-def facts_and_plan(
-    warehouse: Warehouse,
-    source: Source,
-    full_refresh: bool,
-    backfill: LoadWindow | None,
-    run_started: datetime | None,
-) -> tuple[LoadFacts, LoadPlan]:
-    """What is known about `source`'s table, and the load decided from it."""
-    facts = gather_facts(warehouse, source, full_refresh, backfill)
-    facts = replace(facts, run_started=run_started or datetime.now(UTC).replace(tzinfo=None))
-    return facts, plan_load(facts)
+def _facts_if_gathered(
+    warehouse: Warehouse, source: Source, backfill: LoadWindow | None, run_started: datetime | None
+) -> LoadFacts | None:
+    try:
+        return gather_facts(warehouse, source, False, backfill, run_started)
+    except Exception:  # raised again by its load: named, and retried if transient
+        return None
 
 
 def staging_name(table: str, *, temporary: bool) -> str:
@@ -245,10 +256,15 @@ def staging_name(table: str, *, temporary: bool) -> str:
 
 
 def gather_facts(
-    warehouse: Warehouse, source: Source, full_refresh: bool, backfill: LoadWindow | None
+    warehouse: Warehouse,
+    source: Source,
+    full_refresh: bool,
+    backfill: LoadWindow | None,
+    run_started: datetime | None = None,
 ) -> LoadFacts:
     """What the plan needs, in as few statements as possible; the stored fingerprint only
-    when it could skip the load."""
+    when it could skip the load. `run_started` (naive UTC) defaults to now."""
+    started = time.perf_counter()
     # One catalog lookup answers: does the target exist, with which columns, and the state table?
     abandoned = staging_name(source.name, temporary=False)
     catalog = warehouse.table_columns([source.name, SOURCE_STATE, abandoned])
@@ -265,13 +281,14 @@ def gather_facts(
         target_columns=None if target_columns is None else tuple(target_columns),
         files=files,
         fingerprint=fingerprint(source, files),
+        run_started=run_started or datetime.now(UTC).replace(tzinfo=None),
         replace_copies_rows=warehouse.replace_copies_rows,
     )
     if facts.fingerprint and SOURCE_STATE not in catalog:
         warehouse.ensure_table(SOURCE_STATE, "table_name VARCHAR, fingerprint VARCHAR")
     if facts.may_skip:
-        return replace(facts, stored_fingerprint=stored_fingerprint(warehouse, source.name))
-    return facts
+        facts = replace(facts, stored_fingerprint=stored_fingerprint(warehouse, source.name))
+    return replace(facts, seconds=time.perf_counter() - started)
 
 
 def carry_out(warehouse: Warehouse, facts: LoadFacts, plan: LoadPlan, batch_rows: int) -> TableLoad:
@@ -661,7 +678,7 @@ def table_results(
     skipped: dict[str, TableLoad],
     loaded: Iterable[tuple[Source, State]],
 ) -> list[TableLoad]:
-    """Every source's result in declaration order: skipped by `unchanged_loads`, or its task's."""
+    """Every source's result in declaration order: skipped by `check_sources`, or its task's."""
     done = {source.name: table_result(source, state) for source, state in loaded}
     return [skipped.get(source.name) or done[source.name] for source in sources]
 

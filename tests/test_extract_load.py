@@ -571,6 +571,33 @@ def test_a_transient_error_is_retried_and_the_table_loads_but_bad_data_is_tried_
     assert counts(block)["raw_orders"] == expected_counts(data_dir)["raw_orders"]
 
 
+def test_a_load_uses_the_facts_its_check_gathered_and_a_retry_gathers_them_anew(
+    environment: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gathered: dict[str, int] = {}
+    real_gather, real_publish = pipeline.loading.gather_facts, pipeline.loading.publish
+    failed: set[str] = set()
+
+    def counted(warehouse: Warehouse, source: Any, *args: Any) -> Any:
+        gathered[source.name] = gathered.get(source.name, 0) + 1
+        return real_gather(warehouse, source, *args)
+
+    def fails_once(warehouse: Warehouse, source: Any, *args: Any) -> Any:
+        if source.name == "raw_orders" and not failed:
+            failed.add(source.name)
+            raise ConnectionError("connection reset by peer")
+        return real_publish(warehouse, source, *args)
+
+    monkeypatch.setattr(pipeline.loading, "gather_facts", counted)
+    monkeypatch.setattr(pipeline.loading, "publish", fails_once)
+    monkeypatch.setattr(flows.extract_load, "load_table",
+                        load_table.with_options(retry_delay_seconds=0))  # fmt: skip
+    run(environment, data_dir)
+    # Gathered once by the flow's check; again only for the retry (a failed attempt can leave
+    # staging debris, which gathering drops).
+    assert gathered == {table: 1 for table in TABLES} | {"raw_orders": 2}
+
+
 TRANSIENT = {
     "a dropped connection": (ConnectionError("connection reset by peer"), True),
     "a timeout": (TimeoutError("timed out"), True),
