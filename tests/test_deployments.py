@@ -295,6 +295,19 @@ def wait_for_final_state(
     raise AssertionError(f"flow run not finished within {seconds} s (state {flow_run.state})")
 
 
+def stop_worker(worker: subprocess.Popen[str]) -> None:
+    """Stop `prefect worker` as Kubernetes stops its pod: SIGTERM, then SIGKILL if it is still
+    running 30 s later. Never leave it running to take later tests' flow runs."""
+    # Seen once in CI (Prefect 3.8.8): on SIGTERM the worker logged that it sent itself SIGINT,
+    # then kept polling and took new runs for 13 minutes, until the session's server stopped.
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(timeout=30)
+
+
 def test_a_process_worker_runs_a_scheduled_local_deployment_to_completion(
     deployed: dict[str, DeploymentResponse],
     local_environment: tuple[str, Path, DuckDBWarehouse],
@@ -340,8 +353,7 @@ def test_a_process_worker_runs_a_scheduled_local_deployment_to_completion(
     try:
         finished = wait_for_final_state(flow_run.id, worker, seconds=240)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_worker(worker)
         log.close()
     worker_log = (tmp_path / "worker.log").read_text()[-3000:]
     assert finished.state is not None and finished.state.is_completed(), worker_log
